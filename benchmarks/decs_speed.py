@@ -1,0 +1,50 @@
+"""Speed of DECS on USPS for the current backend: pre-training samples/s and clustering iterations/s.
+
+    KERAS_BACKEND=tensorflow python benchmarks/decs_speed.py [--epochs 4] [--iters 600]
+
+Not a test: it prints one table. The first epoch / chunk (graph compilation) is excluded.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from common import datasets, setup, training  # noqa: E402
+from papers import decs  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="usps")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--iters", type=int, default=600)
+    ap.add_argument("--json", help="also write the numbers here")
+    args = ap.parse_args()
+    data = datasets.load(args.dataset)
+    setup.seed_everything(0)
+    cfg = decs.Config(ae_epochs=args.epochs, cluster_iters=args.iters, log_every=args.iters // 3)
+    t0 = time.perf_counter()
+    model = decs.DECS(data.n_clusters, cfg, seed=0, verbose=0).fit(data.x)  # no labels: no evaluation log
+    total = time.perf_counter() - t0
+    ep = model.history["pretrain"]["epoch_seconds"][1:]
+    ch = model.history["cluster"]["chunk_seconds"][1:]
+    per_epoch = float(np.median(ep))
+    per_iter = float(np.median(ch)) / model.history["cluster"]["steps_per_chunk"]
+    out = {"env": setup.environment(), "dataset": args.dataset, "n": len(data), "batch_size": cfg.batch_size,
+           "pretrain_s_per_epoch": per_epoch, "pretrain_samples_per_s": len(data) / per_epoch,
+           "cluster_s_per_iter": per_iter, "cluster_iters_per_s": 1 / per_iter, "total_s": total}
+    print(setup.summary_line(out["env"]))
+    print(f"{'phase':<12}{'per unit':>14}{'rate':>22}")
+    print(f"{'pretrain':<12}{per_epoch:>12.2f} s{len(data) / per_epoch:>14.0f} samples/s   (per epoch, batch 256, augmented)")
+    print(f"{'clustering':<12}{per_iter * 1000:>11.1f} ms{1 / per_iter:>14.1f} iters/s     (batch 256, augmented, Otsu per batch)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

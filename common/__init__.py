@@ -1,0 +1,1 @@
+"""Shared layer for the paper re-implementations: metrics, data, set-up, training, results, plots."""

@@ -1,0 +1,163 @@
+"""The reproduction command behind ./reproduce.sh.
+
+    ./reproduce.sh <paper> <dataset|all> [--profile smoke|quick|paper] [--seeds 0,1,2] [--out results]
+                   [--set key=value ...]
+    ./reproduce.sh list
+
+Each run writes results/<paper>/<dataset>/<profile>[/<overrides>]/seed<k>.json (metrics, config,
+environment, timings, curves) and seed<k>.npz (embedding, centres, labels), then figures and a
+"ours mean ± std vs paper" summary. Labels are used for evaluation only.
+"""
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+
+PAPERS = ("decs", "dekm", "dcss", "saip", "rdc")
+PROFILE_NAMES = ("smoke", "quick", "paper")
+
+
+class UsageError(Exception):
+    pass
+
+
+def available_papers():
+    root = Path(__file__).resolve().parents[1] / "papers"
+    return [p for p in PAPERS if (root / f"{p}.py").is_file()]
+
+
+def load_paper(name):
+    if name not in available_papers():
+        raise UsageError(f"unknown paper {name!r}; available: {', '.join(available_papers())}")
+    return importlib.import_module(f"papers.{name}")
+
+
+def parse_overrides(items, config_cls):
+    """'key=value' strings -> dict, values typed like the Config field's default."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise UsageError(f"bad --set {item!r}; keys: {', '.join(fields)}")
+        default = fields[key].default
+        kind = type(default) if default is not None else float
+        try:
+            out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+        except ValueError:
+            raise UsageError(f"bad --set {item!r}: expected {kind.__name__}") from None
+    return out
+
+
+def run_folder(out, paper, dataset, profile, overrides):
+    folder = Path(out) / paper / dataset / profile
+    if overrides:
+        folder = folder / ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    return folder
+
+
+def make_config(module, profile, overrides):
+    """The paper's Config with the profile's budget and any overrides; also returns the data subset size."""
+    budget = dict(module.PROFILES[profile])
+    subset = budget.pop("subset_per_class", None)
+    return module.Config(**{**budget, **overrides}), subset
+
+
+def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1):
+    from common import datasets, metrics, results, setup
+
+    data = datasets.load(dataset)
+    config, subset = make_config(module, profile, overrides)
+    if subset:
+        data = datasets.subset(data, subset, seed=0)
+    setup.seed_everything(seed)
+    env = setup.environment()
+    print(f"[{paper} {dataset} {profile} seed={seed}] n={len(data)} {setup.summary_line(env)}", flush=True)
+    t0 = time.perf_counter()
+    out = module.run(data, config, seed, cache_dir=Path(folder).parent / "cache" if overrides else Path(folder) / "cache",
+                     verbose=verbose)
+    wall = time.perf_counter() - t0
+    scores = metrics.evaluate(data.y, out["labels"])
+    record = {
+        "paper": paper, "dataset": dataset, "profile": profile, "seed": seed, "n_samples": len(data),
+        "overrides": overrides, "config": dataclasses.asdict(config), "metrics": scores,
+        "baseline_metrics": {"kmeans_on_pretrained_embedding": metrics.evaluate(data.y, out["kmeans_labels"])}
+        if "kmeans_labels" in out else {},
+        "environment": env, "wall_seconds": wall, "history": out["history"],
+        "command": "./reproduce.sh " + " ".join(sys.argv[1:]),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    results.save_arrays(Path(folder) / f"seed{seed}.npz", labels=out["labels"], embedding=out["embedding"],
+                        centers=out["centers"])
+    results.write_json(Path(folder) / f"seed{seed}.json", record)
+    print(f"[{paper} {dataset} {profile} seed={seed}] acc={scores['acc']:.4f} nmi={scores['nmi']:.4f} "
+          f"ari={scores['ari']:.4f} wall={wall:.0f}s", flush=True)
+    return record
+
+
+def summarise(module, dataset, folder):
+    from common import results
+
+    runs = results.load_runs(folder)
+    paper = module.PAPER_RESULTS.get(module.METHOD, {}).get(dataset)
+    print(f"\n{folder}: {len(runs)} run(s)")
+    for key in ("acc", "nmi", "ari"):
+        ours = results.mean_std(runs, key)
+        ref = paper.get(key) if paper else None
+        print(f"  {key.upper():<4} ours {results.fmt(ours)}   paper {'—' if ref is None else f'{ref:.3f}'}")
+    return runs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="reproduce.sh", description=__doc__.split("\n")[0])
+    ap.add_argument("paper", help="paper module name, or 'list'")
+    ap.add_argument("dataset", nargs="?", help="dataset name, or 'all'")
+    ap.add_argument("--profile", default=os.environ.get("REPRO_PROFILE", "quick"))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", default="results")
+    ap.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    try:
+        if args.paper == "list":
+            for p in available_papers():
+                m = load_paper(p)
+                print(f"{p}: datasets {', '.join(m.DATASETS)}; profiles {', '.join(m.PROFILES)}")
+            return 0
+        module = load_paper(args.paper)
+        if args.profile not in PROFILE_NAMES:
+            raise UsageError(f"unknown profile {args.profile!r}; choose from {', '.join(PROFILE_NAMES)}")
+        if not args.dataset:
+            raise UsageError("name a dataset (or 'all')")
+        names = module.DATASETS if args.dataset == "all" else [args.dataset]
+        for name in names:
+            if name not in module.DATASETS:
+                raise UsageError(f"unknown dataset {name!r} for {args.paper}; choose from {', '.join(module.DATASETS)}, all")
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise UsageError(f"bad --seeds {args.seeds!r}: expected e.g. 0,1,2") from None
+        overrides = parse_overrides(args.overrides, module.Config)
+        make_config(module, args.profile, overrides)  # validate before any work
+        from common import plots
+
+        for name in names:
+            folder = run_folder(args.out, args.paper, name, args.profile, overrides)
+            for seed in seeds:
+                run_one(module, args.paper, name, args.profile, seed, folder, overrides, verbose=0 if args.quiet else 2)
+            runs = summarise(module, name, folder)
+            plots.run_figures(folder, runs)
+        return 0
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (RuntimeError, ValueError, OSError) as e:  # DataError is a RuntimeError
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Image data sets as float32 NHWC arrays in [0, 1] with integer labels.
+
+Search order for each file: the directory in ``$CLUSTER_DATA_DIR``, then the standard
+places (Keras cache ``~/.keras/datasets``, Debian's ``/usr/share/datasets``), then the
+real download (when online). Content checksums (MD5 of the decompressed bytes) are verified.
+"""
+import bz2
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class DataError(RuntimeError):
+    """A data file is missing, corrupt or of the wrong shape (one line of message)."""
+
+
+@dataclass
+class Dataset:
+    x: np.ndarray  # (n, H, W, C) float32 in [0, 1]
+    y: np.ndarray  # (n,) int64
+    n_clusters: int
+    name: str
+
+    def __len__(self):
+        return len(self.y)
+
+
+# MD5 of the decompressed content (../shared/data/README.md; Fashion-MNIST: Debian's files).
+CHECKSUMS = {
+    "mnist/train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
+    "mnist/train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
+    "mnist/t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
+    "mnist/t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
+    "fashion-mnist/train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "fashion-mnist/train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
+    "fashion-mnist/t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
+    "fashion-mnist/t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",
+    "usps/usps_train.jf.gz": "f6645f06958fe913c8b2a2917b891013",
+    "usps/usps_test.jf.gz": "ba3dac60980c0fb21581da09ecda3e7f",
+    "coil20/COIL20.mat": "563dbc3bbef2774639ec856b2cf9c6c5",
+}
+
+URLS = {
+    "usps/usps_train.jf.gz": "https://www-i6.informatik.rwth-aachen.de/~keysers/Pubs/SPR2002/usps_train.jf.gz",
+    "usps/usps_test.jf.gz": "https://www-i6.informatik.rwth-aachen.de/~keysers/Pubs/SPR2002/usps_test.jf.gz",
+    "coil20/COIL20.mat": "http://www.cad.zju.edu.cn/home/dengcai/Data/COIL20/COIL20.mat",
+}
+
+
+def search_dirs():
+    """Directories searched for ``<folder>/<file>``, in order."""
+    dirs = []
+    if os.environ.get("CLUSTER_DATA_DIR"):
+        dirs.append(Path(os.environ["CLUSTER_DATA_DIR"]).expanduser())
+    dirs += [Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "datasets", Path("/usr/share/datasets")]
+    return dirs
+
+
+def _read(path):
+    raw = Path(path).read_bytes()
+    if str(path).endswith(".gz"):
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path}: not a valid gzip file ({e})") from None
+    if str(path).endswith(".bz2"):
+        try:
+            return bz2.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path}: not a valid bz2 file ({e})") from None
+    return raw
+
+
+def find(*relpaths):
+    """First existing path among the search directories for any of ``relpaths``, else None."""
+    for d in search_dirs():
+        for rel in relpaths:
+            if (d / rel).is_file():
+                return d / rel
+    return None
+
+
+def fetch(rel, download=True):
+    """Decompressed, checksum-verified bytes of ``rel`` (e.g. 'usps/usps_train.jf.gz')."""
+    path = find(rel)
+    if path is None and download and rel in URLS:
+        path = _download(rel)
+    if path is None:
+        raise DataError(_missing_message([rel]))
+    data = _read(path)
+    want = CHECKSUMS.get(rel)
+    if want and hashlib.md5(data).hexdigest() != want:
+        raise DataError(f"{path}: checksum mismatch (corrupt or different file); expected MD5 {want} of its content")
+    return data
+
+
+def _missing_message(rels):
+    where = os.environ.get("CLUSTER_DATA_DIR") or "$CLUSTER_DATA_DIR"
+    return (f"data file(s) {', '.join(rels)} not found and could not be downloaded; "
+            f"put them under {where}/ (e.g. {where}/{rels[0]})")
+
+
+def _download(rel):
+    import keras
+
+    folder, fname = rel.split("/")
+    target = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "datasets" / folder
+    try:
+        return Path(keras.utils.get_file(fname, URLS[rel], cache_dir=str(target.parent.parent), cache_subdir=f"datasets/{folder}"))
+    except Exception:  # offline or server gone: the caller reports the missing file
+        return None
+
+
+def parse_idx(data, rel="idx"):
+    """Decodes an IDX (LeCun) byte string into a uint8 array."""
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise DataError(f"{rel}: not an IDX file of unsigned bytes")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DataError(f"{rel}: IDX header says {shape} but the file holds {body.size} values")
+    return body.reshape(shape)
+
+
+def _idx_pair(folder, split):
+    prefix = "train" if split == "train" else "t10k"
+    rels = [f"{folder}/{prefix}-images-idx3-ubyte.gz", f"{folder}/{prefix}-labels-idx1-ubyte.gz"]
+    if find(*rels[:1]) is None or find(*rels[1:]) is None:
+        return None
+    return tuple(parse_idx(fetch(r), r) for r in rels)
+
+
+def _mnist_like(folder, keras_name, splits):
+    """MNIST-format data: IDX files if present, else keras.datasets (which reads or downloads its npz)."""
+    pairs = [_idx_pair(folder, s) for s in splits]
+    if any(p is None for p in pairs):
+        import keras
+
+        try:
+            (xtr, ytr), (xte, yte) = getattr(keras.datasets, keras_name).load_data()
+        except Exception:
+            raise DataError(_missing_message([f"{folder}/{'train' if s == 'train' else 't10k'}-{k}-idx{d}-ubyte.gz"
+                                              for s in splits for k, d in (("images", 3), ("labels", 1))])) from None
+        pairs = [(xtr, ytr) if s == "train" else (xte, yte) for s in splits]
+    x = np.concatenate([p[0] for p in pairs])
+    y = np.concatenate([p[1] for p in pairs])
+    return x[..., None].astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+def _usps():
+    """USPS 9,298 = train + test. Accepts the .jf.gz text files, usps.h5 or LIBSVM usps(.t).bz2."""
+    if find("usps/usps.h5") is not None and find("usps/usps_train.jf.gz") is None:
+        import h5py
+
+        with h5py.File(find("usps/usps.h5"), "r") as f:
+            x = np.concatenate([f["train/data"][:], f["test/data"][:]])
+            y = np.concatenate([f["train/target"][:], f["test/target"][:]])
+        return x.reshape(-1, 16, 16, 1).astype(np.float32), y.astype(np.int64)
+    if find("usps/usps.bz2") is not None and find("usps/usps_train.jf.gz") is None:
+        from sklearn.datasets import load_svmlight_file
+
+        parts = [load_svmlight_file(str(find(f"usps/{f}")), n_features=256) for f in ("usps.bz2", "usps.t.bz2")]
+        x = np.concatenate([p[0].toarray() for p in parts])
+        y = np.concatenate([p[1] for p in parts]) - 1
+        return ((x + 1) / 2).reshape(-1, 16, 16, 1).astype(np.float32), y.astype(np.int64)
+    xs, ys = [], []
+    for rel in ("usps/usps_train.jf.gz", "usps/usps_test.jf.gz"):
+        lines = fetch(rel).decode().strip().splitlines()[1:-1]  # header and footer lines
+        try:
+            rows = np.array([line.split() for line in lines], dtype=np.float64)
+        except ValueError:
+            raise DataError(f"{rel}: malformed rows (expected 'label v1 ... v256')") from None
+        if rows.ndim != 2 or rows.shape[1] != 257:
+            raise DataError(f"{rel}: expected 257 columns per row, got {rows.shape}")
+        ys.append(rows[:, 0])
+        xs.append(rows[:, 1:] / 2.0)
+    x = np.concatenate(xs).reshape(-1, 16, 16, 1).astype(np.float32)
+    return x, np.concatenate(ys).astype(np.int64)
+
+
+def _coil20():
+    """COIL-20, 1,440 images 32x32 (rows of X are column-major, hence the transpose)."""
+    import io
+
+    from scipy.io import loadmat
+
+    rel = "coil20/COIL20.mat"
+    try:
+        mat = loadmat(io.BytesIO(fetch(rel)))
+        x, y = np.asarray(mat["X"]), np.asarray(mat["Y"]).ravel()
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{rel}: not a MATLAB file with X and Y ({e})") from None
+    if x.shape != (1440, 1024):
+        raise DataError(f"{rel}: expected X of shape (1440, 1024), got {x.shape}")
+    x = x.reshape(-1, 32, 32).transpose(0, 2, 1)[..., None].astype(np.float32)
+    if x.max() > 1.0:
+        x = x / 255.0
+    return x, (y - y.min()).astype(np.int64)
+
+
+LOADERS = {
+    "usps": _usps,
+    "mnist": lambda: _mnist_like("mnist", "mnist", ("train", "test")),
+    "mnist-test": lambda: _mnist_like("mnist", "mnist", ("test",)),
+    "fmnist": lambda: _mnist_like("fashion-mnist", "fashion_mnist", ("train", "test")),
+    "coil20": _coil20,
+}
+NAMES = tuple(LOADERS)
+
+
+def load(name):
+    """Loads data set ``name`` (one of NAMES) as a Dataset."""
+    if name not in LOADERS:
+        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
+    x, y = LOADERS[name]()
+    if x.ndim != 4 or len(x) != len(y) or not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+        raise DataError(f"{name}: loaded data has shape {x.shape}, labels {y.shape} or values outside [0, 1]")
+    return Dataset(x=x, y=y, n_clusters=int(np.unique(y).size), name=name)
+
+
+def subset(ds, n_per_class, seed=0):
+    """Deterministic stratified subset: ``n_per_class`` samples of each class (fewer if a class is smaller)."""
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(ds.y == c))[:n_per_class] for c in np.unique(ds.y)])
+    idx.sort()
+    return Dataset(x=ds.x[idx], y=ds.y[idx], n_clusters=ds.n_clusters, name=f"{ds.name}[{n_per_class}/class]")

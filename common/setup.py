@@ -1,0 +1,74 @@
+"""Backend/device set-up: seeding, an environment summary stored with every result."""
+import os
+import platform
+
+import numpy as np
+
+
+def seed_everything(seed):
+    """Seeds Python, NumPy and the Keras backend (``keras.utils.set_random_seed``)."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+
+
+def device_name():
+    """'gpu:<name>' if the backend sees an accelerator, else 'cpu:<n> cores'."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            dev = jax.devices()[0]
+            if dev.platform != "cpu":
+                return f"{dev.platform}:{getattr(dev, 'device_kind', dev)}"
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return f"gpu:{tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return f"gpu:{torch.cuda.get_device_name(0)}"
+    except Exception:  # a summary must never stop a run
+        pass
+    return f"cpu:{os.cpu_count()} cores"
+
+
+def environment():
+    """Backend, device and library versions, as a dict for result files."""
+    import keras
+    import scipy
+    import sklearn
+
+    backend = keras.backend.backend()
+    versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__,
+                "scipy": scipy.__version__, "sklearn": sklearn.__version__}
+    try:
+        mod = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+        versions[mod] = __import__(mod).__version__
+    except Exception:
+        pass
+    return {"backend": backend, "device": device_name(), "host": platform.node(), "versions": versions,
+            "mixed_precision": keras.mixed_precision.global_policy().name}
+
+
+def summary_line(env=None):
+    env = env or environment()
+    vers = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    return f"backend={env['backend']} device={env['device']} policy={env['mixed_precision']} ({vers})"
+
+
+def use_mixed_precision(enabled):
+    """Turns on float16 mixed precision when asked and an accelerator is present (never on CPU)."""
+    import keras
+
+    if enabled and not device_name().startswith("cpu"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return True
+    return False
