@@ -86,6 +86,7 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1)
         "overrides": overrides, "config": dataclasses.asdict(config), "metrics": scores,
         "baseline_metrics": {"kmeans_on_pretrained_embedding": metrics.evaluate(data.y, out["kmeans_labels"])}
         if "kmeans_labels" in out else {},
+        "extra_metrics": {k: metrics.evaluate(data.y, v) for k, v in out.get("extra_labels", {}).items()},
         "environment": env, "wall_seconds": wall, "history": out["history"],
         "command": "./reproduce.sh " + " ".join(sys.argv[1:]),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -104,8 +105,9 @@ def summarise(module, dataset, folder):
     runs = results.load_runs(folder)
     paper = module.PAPER_RESULTS.get(module.METHOD, {}).get(dataset)
     print(f"\n{folder}: {len(runs)} run(s)")
-    for key in ("acc", "nmi", "ari"):
-        ours = results.mean_std(runs, key)
+    nmi_key = getattr(module, "NMI_KEY", "nmi")  # the paper's NMI normalisation
+    for key, ours_key in (("acc", "acc"), ("nmi", nmi_key), ("ari", "ari")):
+        ours = results.mean_std(runs, ours_key)
         ref = paper.get(key) if paper else None
         print(f"  {key.upper():<4} ours {results.fmt(ours)}   paper {'—' if ref is None else f'{ref:.3f}'}")
     return runs
