@@ -1,0 +1,78 @@
+"""Tables of ours-vs-paper numbers built from result files (never typed by hand).
+
+    python -m common.report            # rewrite the results table in README.md between its markers
+"""
+import importlib
+import sys
+from pathlib import Path
+
+from common import results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cell(ms, digits=3):
+    return "—" if ms is None else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+
+
+def ours(folder, key, source="metrics"):
+    """(mean, std, n) of a metric over the seed files in ``folder``; source 'metrics' or e.g.
+    'extra_metrics/DCSS_u' or 'baseline_metrics/kmeans_on_pretrained_embedding'."""
+    runs = results.load_runs(folder)
+    if source != "metrics":
+        top, name = source.split("/", 1)
+        runs = [{"metrics": r.get(top, {}).get(name, {})} for r in runs]
+    return results.mean_std(runs, key)
+
+
+def paper_vs_ours(paper, datasets, profile, out=ROOT / "results", keys=("acc", "nmi"), method=None, source="metrics",
+                  label=None):
+    """Markdown rows '| dataset | metric | ours (profile, n seeds) | paper |' for one method."""
+    module = importlib.import_module(f"papers.{paper}")
+    method = method or module.METHOD
+    nmi_key = getattr(module, "NMI_KEY", "nmi")
+    rows = []
+    for ds in datasets:
+        folder = Path(out) / paper / ds / profile
+        n = len(results.load_runs(folder))
+        ref = module.PAPER_RESULTS.get(method, {}).get(ds) or {}
+        for key in keys:
+            ms = ours(folder, nmi_key if key == "nmi" else key, source)
+            p = ref.get(key)
+            rows.append(f"| {paper} | {label or method} | {ds} | {key.upper()} | {cell(ms)} | {n} | "
+                        f"{'—' if p is None else f'{p:.3f}'} |")
+    return rows
+
+
+HEADER = ["| paper | method | dataset | metric | ours (mean ± std) | seeds | paper (reported) |",
+          "|---|---|---|---|---|---|---|"]
+
+
+def readme_table(profile="quick", out=ROOT / "results"):
+    """Rows for every paper/dataset/profile that has result files."""
+    rows = []
+    for paper_dir in sorted(Path(out).glob("*")):
+        if not (ROOT / "papers" / f"{paper_dir.name}.py").is_file():
+            continue
+        module = importlib.import_module(f"papers.{paper_dir.name}")
+        for ds in module.DATASETS:
+            for prof in ("quick", "paper"):
+                if results.load_runs(paper_dir / ds / prof):
+                    rows += [r.replace(f"| {ds} |", f"| {ds} ({prof}) |")
+                             for r in paper_vs_ours(paper_dir.name, [ds], prof, out)]
+    return HEADER + rows if rows else ["(no result files yet)"]
+
+
+def update_readme(path=ROOT / "README.md"):
+    text = path.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"{path}: markers {start} / {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(head + start + "\n" + "\n".join(readme_table()) + "\n" + end + tail)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    update_readme()
