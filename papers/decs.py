@@ -119,6 +119,8 @@ def otsu_threshold(q, bins=1000):
 #   paper: fq = Q^2 / t^2 if Q < 0, Q^2 / (1 - t)^2 if Q >= 0;   code: |Q| / t, |Q| / (1 - t).
 def determinacy(q, t, variant="paper"):
     """fq in [0, 1], elementwise in q; t is a scalar threshold."""
+    q = ops.convert_to_tensor(q)
+    t = ops.cast(t, q.dtype)
     dev = q - t
     scale = ops.where(dev < 0, t, 1.0 - t)
     if variant == "paper":

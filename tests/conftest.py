@@ -1,0 +1,45 @@
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if not os.environ.get("CLUSTER_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["CLUSTER_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def grad(f, x):
+    """Gradient of scalar f at x (NumPy in, NumPy out) with the active Keras backend's autodiff."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xv = tf.Variable(np.asarray(x, dtype=np.float64))
+        with tf.GradientTape() as tape:
+            y = f(xv)
+        return tape.gradient(y, xv).numpy()
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        return np.asarray(jax.grad(f)(np.asarray(x, dtype=np.float64)))
+    if backend == "torch":
+        import torch
+
+        xv = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+        f(xv).backward()
+        return xv.grad.numpy()
+    pytest.skip(f"no autodiff helper for backend {backend}")
+
+
+def has_data(*rels):
+    from common import datasets
+
+    return all(datasets.find(r) is not None for r in rels)

@@ -1,0 +1,170 @@
+"""DECS equations against hand computations and float64 references; gradients against Eqs. (10)-(11), (22)."""
+import numpy as np
+import pytest
+from keras import ops
+
+from conftest import grad
+from papers import decs
+
+RNG = np.random.default_rng(0)
+
+
+def np_q(z, m, alpha):
+    d2 = ((z[:, None, :] - m[None]) ** 2).sum(-1)
+    k = (1 + d2 / alpha) ** (-(alpha + 1) / 2)
+    return k / k.sum(1, keepdims=True)
+
+
+def test_eq5_soft_assignment_by_hand():
+    # one sample at the origin, centres at distance^2 1 and 4; alpha = 1: kernels 1/2 and 1/5
+    q = ops.convert_to_numpy(decs.soft_assignment(np.zeros((1, 2)), np.array([[1.0, 0], [0, 2.0]]), 1.0))
+    np.testing.assert_allclose(q, [[(1 / 2) / (1 / 2 + 1 / 5), (1 / 5) / (1 / 2 + 1 / 5)]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_eq5_against_float64(alpha):
+    z, m = RNG.normal(size=(50, 10)), RNG.normal(size=(7, 10))
+    q = ops.convert_to_numpy(decs.soft_assignment(z.astype("float32"), m.astype("float32"), alpha))
+    np.testing.assert_allclose(q, np_q(z, m, alpha), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(q.sum(1), 1, rtol=1e-5)
+
+
+def brute_force_otsu(values, bins=1000):
+    """Tries every split between bins on the binned values; returns the lower class's last bin centre."""
+    centres = (np.arange(bins) + 0.5) / bins
+    b = np.clip(np.floor(values * bins).astype(int), 0, bins - 1)
+    v = centres[b]
+    best, best_t = -1.0, None
+    for t in np.unique(v)[:-1]:
+        lo, hi = v[v <= t], v[v > t]
+        w0, w1 = lo.size / v.size, hi.size / v.size
+        score = w0 * w1 * (lo.mean() - hi.mean()) ** 2
+        if score > best + 1e-12:
+            best, best_t = score, t
+    return best_t
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_otsu_against_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    # a soft-assignment-like matrix: one large entry per row, small others
+    q = np_q(rng.normal(size=(256, 10)) * 3, rng.normal(size=(10, 10)) * 3, 1.0)
+    t = float(ops.convert_to_numpy(decs.otsu_threshold(q.astype("float32"))))
+    assert t == pytest.approx(brute_force_otsu(q.ravel()), abs=1e-6)
+
+
+def test_otsu_two_spikes_by_hand():
+    # values at 0.1 and 0.8: every split between them separates perfectly; the first (bin of 0.1) is chosen
+    q = np.array([[0.1, 0.8], [0.1, 0.8]], dtype="float32")
+    assert float(ops.convert_to_numpy(decs.otsu_threshold(q))) == pytest.approx(0.1005)
+
+
+def test_eq6_determinacy_by_hand():
+    q = np.array([[0.0, 0.1, 0.2, 0.55, 1.0]], dtype="float32")
+    t = np.float32(0.2)
+    # paper: (q-t)^2/t^2 below t, (q-t)^2/(1-t)^2 at or above
+    want_paper = [1.0, 0.25, 0.0, (0.35 / 0.8) ** 2, 1.0]
+    want_code = [1.0, 0.5, 0.0, 0.35 / 0.8, 1.0]
+    np.testing.assert_allclose(ops.convert_to_numpy(decs.determinacy(q, t, "paper"))[0], want_paper, rtol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(decs.determinacy(q, t, "code"))[0], want_code, rtol=1e-5)
+    with pytest.raises(ValueError):
+        decs.determinacy(q, t, "other")
+
+
+def test_eq7_stability_by_hand_and_trace_form():
+    fq = np.array([[1.0, 0.0, 0.5, 0.5]])
+    # mean 0.5, population variance (0.25+0.25+0+0)/4 = 0.125; lambda 0.8 -> 0.5 - 0.1
+    assert float(ops.convert_to_numpy(decs.sample_stability(fq, 0.8))[0]) == pytest.approx(0.4)
+    # Eq. (7) literally: (1/k) f I^T - (lam/k) tr[(f - (1/k) f I^T I)^T (f - (1/k) f I^T I)]
+    f = RNG.uniform(size=(1, 6))
+    k, lam, one = 6, 0.8, np.ones((1, 6))
+    centred = f - (f @ one.T @ one) / k
+    literal = (f @ one.T / k - lam / k * np.trace(centred.T @ centred)).item()
+    assert float(ops.convert_to_numpy(decs.sample_stability(f, lam))[0]) == pytest.approx(literal)
+
+
+def test_eq8_loss_forms():
+    q = np_q(RNG.normal(size=(32, 5)) * 2, RNG.normal(size=(5, 5)) * 2, 1.0)
+    t = 0.3
+    for variant, lam in (("paper", 0.8), ("code", 0.4)):
+        fq = np.where(q < t, np.abs(q - t) / t, np.abs(q - t) / (1 - t))
+        fq = fq ** 2 if variant == "paper" else fq
+        sq = fq.mean(1) - lam * fq.var(1)
+        want = 1 - sq.mean() if variant == "paper" else 1 - (sq.mean() + sq.var())
+        got = float(ops.convert_to_numpy(decs.stability_loss(q, t, lam, variant)))
+        assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_eq10_gradient_of_stability():
+    k, lam = 5, 0.8
+    f = RNG.uniform(size=(1, k))
+    g = grad(lambda v: ops.sum(decs.sample_stability(v, lam)), f)
+    analytic = 1 / k - 2 * lam / k * (f - f.mean())  # Eq. (10)
+    np.testing.assert_allclose(g, analytic, rtol=1e-6)
+
+
+def test_eq11_gradient_of_determinacy():
+    t = 0.3
+    q = RNG.uniform(size=(4, 6))
+    g = grad(lambda v: ops.sum(decs.determinacy(v, t, "paper")), q)
+    analytic = np.where(q < t, 2 * (q - t) / t ** 2, 2 * (q - t) / (1 - t) ** 2)  # Eq. (11)
+    np.testing.assert_allclose(g, analytic, rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_eq22_gradient_of_q_wrt_own_centre(alpha):
+    # dq_ij/dm_j = (alpha+1)/alpha * (z_i - m_j) / (1 + ||z_i - m_j||^2/alpha) * q_ij (1 - q_ij)
+    z, m = RNG.normal(size=(1, 3)), RNG.normal(size=(4, 3))
+    j = 2
+    g = grad(lambda c: decs.soft_assignment(z, c, alpha)[0, j], m)
+    q = np_q(z, m, alpha)[0, j]
+    diff = z[0] - m[j]
+    analytic = (alpha + 1) / alpha * diff / (1 + diff @ diff / alpha) * q * (1 - q)
+    np.testing.assert_allclose(g[j], analytic, rtol=1e-6)
+
+
+def test_threshold_is_a_constant_in_the_gradient():
+    # the loss gradient w.r.t. q must be the chain (9)-(11) with t held fixed, although t depends on q
+    q = np_q(RNG.normal(size=(16, 4)) * 2, RNG.normal(size=(4, 4)) * 2, 1.0)
+    t = float(ops.convert_to_numpy(decs.otsu_threshold(q)))
+    g = grad(lambda v: decs.stability_loss(v, decs.otsu_threshold(v), 0.8, "paper"), q)
+    n, k, lam = q.shape[0], q.shape[1], 0.8
+    f = np.where(q < t, (q - t) ** 2 / t ** 2, (q - t) ** 2 / (1 - t) ** 2)
+    dsq_df = 1 / k - 2 * lam / k * (f - f.mean(1, keepdims=True))
+    df_dq = np.where(q < t, 2 * (q - t) / t ** 2, 2 * (q - t) / (1 - t) ** 2)
+    np.testing.assert_allclose(g, -1 / n * dsq_df * df_dq, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 1), (28, 28, 1), (32, 32, 1)])
+def test_autoencoder_shapes(shape):
+    enc, dec = decs.build_autoencoder(shape, 10)
+    x = np.zeros((2,) + shape, "float32")
+    z = enc(x)
+    assert tuple(z.shape) == (2, 10)
+    assert tuple(dec(z).shape) == (2,) + shape
+
+
+def test_config_variants_and_errors():
+    assert (decs.Config().alpha, decs.Config().lam) == (1.0, 0.8)
+    assert (decs.Config(variant="code").alpha, decs.Config(variant="code").lam) == (0.5, 0.4)
+    assert decs.Config(variant="code", lam=0.9).lam == 0.9
+    with pytest.raises(ValueError):
+        decs.Config(variant="nope")
+
+
+def test_paper_results_are_table_1():
+    assert decs.PAPER_RESULTS["DECS"]["usps"] == {"acc": 0.992, "nmi": 0.976}
+    assert decs.PAPER_RESULTS["DCEC"]["fmnist"] is None
+    assert decs.PAPER_RESULTS["k-means"]["mnist-test"] == {"acc": 0.542, "nmi": 0.500}
+
+
+def test_fit_predict_runs_without_labels():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(64, 16, 16, 1)).astype("float32")
+    model = decs.DECS(3, decs.Config(ae_epochs=1, cluster_iters=4, log_every=2, batch_size=32, kmeans_n_init=2),
+                      seed=0, verbose=0).fit(x)
+    labels = model.predict(x)
+    assert labels.shape == (64,) and labels.min() >= 0 and labels.max() < 3
+    assert model.history["cluster"]["iterations"] == 4 and "eval" not in model.history["cluster"]
+    with pytest.raises(ValueError):
+        model.fit(np.full((4, 16, 16, 1), np.nan, "float32"))
