@@ -195,7 +195,8 @@ class StabilityNet(keras.Model):
     def call(self, x, training=False):
         if self.augment is not None:
             x = self.augment(x, training=training)
-        return soft_assignment(self.encoder(x, training=training), self.centers, self.cfg.alpha)
+        z = ops.cast(self.encoder(x, training=training), "float32")  # q in float32 under mixed precision
+        return soft_assignment(z, self.centers, self.cfg.alpha)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         t = otsu_threshold(y_pred, self.cfg.otsu_bins)
@@ -230,7 +231,7 @@ class DECS:
         # Line 2: centroids m by k-means on the embedding.
         z0 = self.encoder.predict(x, batch_size=1024, verbose=0)
         centers, km_labels = training.kmeans(z0, self.n_clusters, cfg.kmeans_n_init, self.seed)
-        self.history["kmeans_labels"] = km_labels
+        self.kmeans_labels_ = km_labels
         # Lines 3-8: minimise L_c over encoder weights and m, batch 256 in fixed order.
         self.net = StabilityNet(self.encoder, centers, cfg, augment)
         self.net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
@@ -266,4 +267,4 @@ def run(data, config, seed, cache_dir=None, verbose=1):
     model = DECS(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose).fit(data.x, data.y)
     z = model.embed(data.x)
     return {"labels": model.predict(data.x), "embedding": z, "centers": ops.convert_to_numpy(model.net.centers),
-            "kmeans_labels": model.history.pop("kmeans_labels"), "history": model.history}
+            "kmeans_labels": model.kmeans_labels_, "history": model.history}
