@@ -83,15 +83,22 @@ AE_SHAPES = {
 }
 
 
+def _bn(name):
+    """BatchNorm with PyTorch's running-average momentum 0.1 (Keras momentum 0.9), as in the authors' code. Keras's
+    default 0.99 leaves the inference statistics far from the batch statistics after the short budgets here, and
+    the centres (inference mode) and the memberships inside a training step (batch statistics) must agree."""
+    return layers.BatchNormalization(momentum=0.9, name=name)
+
+
 def bottleneck(x, width=64, name=None):
     """Fig. 12(c): 1x1 (width) -> 3x3 (width) -> 1x1 (channels), BatchNorm after each, identity shortcut, ReLU."""
     channels = x.shape[-1]
     y = layers.Conv2D(width, 1, use_bias=False, name=f"{name}_a")(x)
-    y = layers.ReLU()(layers.BatchNormalization(name=f"{name}_a_bn")(y))
+    y = layers.ReLU()(_bn(name=f"{name}_a_bn")(y))
     y = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_b")(y)
-    y = layers.ReLU()(layers.BatchNormalization(name=f"{name}_b_bn")(y))
+    y = layers.ReLU()(_bn(name=f"{name}_b_bn")(y))
     y = layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_c")(y)
-    y = layers.BatchNormalization(name=f"{name}_c_bn")(y)
+    y = _bn(name=f"{name}_c_bn")(y)
     return layers.ReLU()(layers.Add()([x, y]))
 
 
@@ -110,7 +117,7 @@ def build_autoencoder(input_shape, embedding_dim=10):
     x_in = keras.Input(input_shape)
     x = layers.ZeroPadding2D(h["p1"])(x_in)
     x = layers.Conv2D(32, 5, strides=h["s1"], use_bias=False, name="conv1")(x)  # -> 14 x 14
-    x = layers.ReLU()(layers.BatchNormalization(name="conv1_bn")(x))
+    x = layers.ReLU()(_bn(name="conv1_bn")(x))
     x = bottleneck(x, name="block1")
     x = layers.Conv2D(64, 5, strides=2, padding="same", activation="relu", name="conv2")(x)  # -> 7 x 7
     x = bottleneck(x, name="block2")
@@ -135,7 +142,7 @@ def build_mnet(embedding_dim, n_clusters, hidden=(128, 128, 128)):
     h = u_in
     for i, width in enumerate(hidden):
         h = layers.Dense(width, name=f"mnet_dense{i + 1}")(h)
-        h = layers.ReLU()(layers.BatchNormalization(name=f"mnet_bn{i + 1}")(h))
+        h = layers.ReLU()(_bn(name=f"mnet_bn{i + 1}")(h))
     q = layers.Dense(n_clusters, activation="softmax", name="q")(h)
     return keras.Model(u_in, q, name="mnet")
 
@@ -410,7 +417,7 @@ class DCSS:
         cfg, cache = self.cfg, None
         if self.cache_dir is not None:
             key = training.config_hash({**cfg.autoencoder_part(), "shape": list(x.shape), "seed": self.seed,
-                                        "x_sum": float(np.sum(x, dtype=np.float64)), "arch": "dcss-fig12"})
+                                        "x_sum": float(np.sum(x, dtype=np.float64)), "arch": "dcss-fig12-bn0.9"})
             cache = f"{self.cache_dir}/ae_seed{self.seed}_{key}.weights.h5"
         self.history["pretrain"] = training.pretrain_autoencoder(
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
