@@ -203,12 +203,20 @@ def _coil20():
     return x, (y - y.min()).astype(np.int64)
 
 
+def _two_mnist():
+    """2MNIST (DCSS, §4.1): MNIST (70,000) followed by Fashion-MNIST (70,000), 20 classes; Fashion labels + 10."""
+    xm, ym = _mnist_like("mnist", "mnist", ("train", "test"))
+    xf, yf = _mnist_like("fashion-mnist", "fashion_mnist", ("train", "test"))
+    return np.concatenate([xm, xf]), np.concatenate([ym, yf + 10])
+
+
 LOADERS = {
     "usps": _usps,
     "mnist": lambda: _mnist_like("mnist", "mnist", ("train", "test")),
     "mnist-test": lambda: _mnist_like("mnist", "mnist", ("test",)),
     "fmnist": lambda: _mnist_like("fashion-mnist", "fashion_mnist", ("train", "test")),
     "coil20": _coil20,
+    "2mnist": _two_mnist,
 }
 NAMES = tuple(LOADERS)
 

@@ -1,0 +1,305 @@
+"""DCSS equations against hand computations and float64 references; the K-step schedule; a smoke run."""
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if not os.environ.get("CLUSTER_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["CLUSTER_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from keras import ops  # noqa: E402
+
+from papers import dcss  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def np_(t):
+    return np.asarray(ops.convert_to_numpy(t), dtype=np.float64)
+
+
+def grad(f, x):
+    """Gradient of scalar f at x with the active backend's autodiff (NumPy in and out)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xv = tf.Variable(np.asarray(x, dtype=np.float64))
+        with tf.GradientTape() as tape:
+            y = f(xv)
+        g = tape.gradient(y, xv)
+        return np.zeros(np.shape(x)) if g is None else g.numpy()   # None: no path from x to f (stop_gradient)
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        return np.asarray(jax.grad(f)(np.asarray(x, dtype=np.float64)))
+    pytest.skip(f"no autodiff helper for backend {backend}")
+
+
+def np_memberships(u, c, m):
+    """Eq. (2) literally: p_ik = 1 / sum_j (||u_i - mu_k|| / ||u_i - mu_j||)^(2/(m-1))."""
+    d = np.sqrt(((u[:, None, :] - c[None]) ** 2).sum(-1))
+    return 1.0 / ((d[:, :, None] / d[:, None, :]) ** (2.0 / (m - 1.0))).sum(-1)
+
+
+# --- Eq. (2) ---------------------------------------------------------------------------------------------------
+def test_eq2_memberships_by_hand():
+    # u at the origin, centres at distances 1 and 2; m = 1.5: p proportional to d^(-4) -> 1 and 1/16
+    p = np_(dcss.memberships(np.zeros((1, 2), "float32"), np.array([[1.0, 0.0], [0.0, 2.0]], "float32"), 1.5))
+    np.testing.assert_allclose(p, [[16 / 17, 1 / 17]], rtol=1e-6)
+    # m = 2: p proportional to d^(-2) -> 1 and 1/4
+    p = np_(dcss.memberships(np.zeros((1, 2), "float32"), np.array([[1.0, 0.0], [0.0, 2.0]], "float32"), 2.0))
+    np.testing.assert_allclose(p, [[4 / 5, 1 / 5]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("m", [1.1, 1.5, 2.0])
+def test_eq2_sums_to_one_and_matches_float64(m):
+    u, c = RNG.normal(size=(40, 10)), RNG.normal(size=(7, 10))
+    p = np_(dcss.memberships(u.astype("float32"), c.astype("float32"), m))
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(p, np_memberships(u, c, m), rtol=2e-4, atol=1e-6)
+
+
+def test_eq2_point_on_a_centre_is_finite():
+    p = np_(dcss.memberships(np.array([[1.0, 0.0]], "float32"), np.array([[1.0, 0.0], [0.0, 2.0]], "float32"), 1.5))
+    assert np.all(np.isfinite(p)) and p[0, 0] == pytest.approx(1.0)
+
+
+# --- Eqs. (1a)-(1c) --------------------------------------------------------------------------------------------
+def test_eq1_phase1_loss_by_hand():
+    x = np.array([[1.0, 2.0], [0.0, 0.0]])
+    x_hat = np.array([[1.0, 0.0], [1.0, 1.0]])      # ||x - x_hat||^2 = 4, 2
+    u = np.array([[0.0, 0.0], [3.0, 4.0]])
+    center = np.array([0.0, 0.0])                   # ||u - mu||^2 = 0, 25
+    p_k = np.array([1.0, 0.25])                     # p^1.5 = 1, 0.125
+    total, l_r, l_c = (float(np_(v)) for v in dcss.phase1_loss(x, x_hat, u, p_k, center, 1.5, 0.1, parts=True))
+    assert l_r == pytest.approx(1 * 4 + 0.125 * 2)
+    assert l_c == pytest.approx(0.125 * 25)
+    assert total == pytest.approx(4.25 + 0.1 * 3.125)
+
+
+def test_eq1_against_float64_and_gradients():
+    n, d, m, alpha = 6, 3, 1.5, 0.1
+    x, x_hat = RNG.uniform(size=(n, 4, 4, 1)), RNG.uniform(size=(n, 4, 4, 1))
+    u, c, p = RNG.normal(size=(n, d)), RNG.normal(size=(d,)), RNG.uniform(size=(n,))
+    w = p ** m
+    want = (w * ((x - x_hat) ** 2).reshape(n, -1).sum(1)).sum() + alpha * (w * ((u - c) ** 2).sum(1)).sum()
+    assert float(np_(dcss.phase1_loss(x, x_hat, u, p, c, m, alpha))) == pytest.approx(want, rel=1e-10)
+    # dL/du_i = 2 alpha p_ik^m (u_i - mu_k); the memberships are constants (no gradient through p)
+    g_u = grad(lambda v: dcss.phase1_loss(x, x_hat, v, p, c, m, alpha), u)
+    np.testing.assert_allclose(g_u, 2 * alpha * w[:, None] * (u - c), rtol=1e-10)
+    g_p = grad(lambda v: dcss.phase1_loss(x, x_hat, u, v, c, m, alpha), p)
+    np.testing.assert_allclose(g_p, 0.0)
+
+
+# --- Eq. (3) ---------------------------------------------------------------------------------------------------
+def test_eq3_against_direct_weighted_mean():
+    u, m = RNG.normal(size=(50, 4)), 1.5
+    p = RNG.dirichlet(np.ones(5), size=50)
+    got = np_(dcss.update_centers(u, p, m))
+    want = np.stack([np.average(u, axis=0, weights=p[:, k] ** m) for k in range(5)])
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_eq3_by_hand():
+    u = np.array([[0.0], [4.0]])
+    p = np.array([[1.0, 0.0], [0.25, 0.75]])   # weights p^2 (m = 2): column 0: 1, 1/16
+    got = np_(dcss.update_centers(u, p, 2.0))
+    assert got[0, 0] == pytest.approx((0 * 1 + 4 / 16) / (1 + 1 / 16))
+    assert got[1, 0] == pytest.approx(4.0)
+
+
+# --- Eqs. (4)-(5) ----------------------------------------------------------------------------------------------
+def test_eq4_pairwise_loss_on_a_hand_made_batch():
+    q = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    # q q^T = [[1,1,0,.5],[1,1,0,.5],[0,0,1,.5],[.5,.5,.5,.5]]
+    s = np.array([[0.9, 0.9, 0.1, 0.5],
+                  [0.9, 0.9, 0.1, 0.85],
+                  [0.1, 0.1, 0.9, 0.5],
+                  [0.5, 0.85, 0.5, 0.3]])
+    # similar (s > 0.8): (0,0),(0,1),(1,0),(1,1),(2,2) -> 1 - qq = 0 each; (1,3),(3,1) -> 1 - 0.5 each
+    # dissimilar (s < 0.2): (0,2),(1,2),(2,0),(2,1) -> qq = 0 each; (3,3) s = 0.3 is ambiguous
+    assert float(np_(dcss.pairwise_loss(s, q, 0.8, 0.2))) == pytest.approx(1.0)
+    # now make (0,3),(3,0) dissimilar (s = 0.1): + 2 * 0.5
+    s2 = s.copy()
+    s2[0, 3] = s2[3, 0] = 0.1
+    assert float(np_(dcss.pairwise_loss(s2, q, 0.8, 0.2))) == pytest.approx(2.0)
+    n_sim, n_dis = (float(np_(v)) for v in dcss.pair_counts(s2, 0.8, 0.2))
+    assert (n_sim, n_dis) == (2.0, 3.0)   # i < j: {(0,1),(1,3)} and {(0,2),(1,2),(0,3)}
+
+
+def test_eq4_against_float64_and_gradient():
+    q = RNG.dirichlet(np.ones(4), size=12)
+    s = RNG.uniform(size=(12, 12))
+    s = (s + s.T) / 2
+    qq = q @ q.T
+    want = np.sum((s > 0.8) * (1 - qq) + (s < 0.2) * qq)
+    assert float(np_(dcss.pairwise_loss(s, q, 0.8, 0.2))) == pytest.approx(want, rel=1e-10)
+    # d/dq_i = sum_j (B_ij + B_ji) q_j with B = 1{s < gamma} - 1{s > zeta}
+    b = (s < 0.2).astype(float) - (s > 0.8).astype(float)
+    g = grad(lambda v: dcss.pairwise_loss(s, v, 0.8, 0.2), q)
+    np.testing.assert_allclose(g, (b + b.T) @ q, rtol=1e-10)
+
+
+def test_u_and_q_space_similarity():
+    p = RNG.dirichlet(np.ones(3), size=5)
+    np.testing.assert_allclose(np_(dcss.similarity(p)), p @ p.T, rtol=1e-12)
+
+
+# --- the K-step schedule of phase 1 ----------------------------------------------------------------------------
+def test_k_step_stream_repeats_each_batch_k_times():
+    x = np.arange(10, dtype="float32").reshape(10, 1, 1, 1)
+    stream = dcss.k_step_batches(x, 4, 3, seed=0)
+    items = [next(stream)[0] for _ in range(9)]     # 3 batches (4, 4, 2) x K = 3
+    for b in range(3):
+        group = items[3 * b:3 * b + 3]
+        assert [int(k[0]) for _, k in group] == [0, 1, 2]
+        assert all(np.array_equal(group[0][0], xb) for xb, _ in group)
+        assert all(np.all(k == k[0]) and len(k) == len(xb) for xb, k in group)
+    seen = np.concatenate([items[3 * b][0].ravel() for b in range(3)])
+    assert sorted(seen.tolist()) == list(range(10))   # one pass covers every sample once
+
+
+def test_k_step_schedule_makes_k_updates_per_batch_with_cluster_k():
+    keras.utils.set_random_seed(0)
+    x = RNG.uniform(size=(24, 16, 16, 1)).astype("float32")
+    enc, dec = dcss.build_autoencoder((16, 16, 1), 4)
+    centers = RNG.normal(size=(3, 4)).astype("float32")
+    net = dcss.Phase1Net(enc, dec, centers, 1.5, 0.1)
+    net.compile(optimizer=keras.optimizers.Adam(1e-5))
+    net((x[:2], np.zeros(2, "int32")))
+    # the loss of a step with index k is Eq. (1a) for cluster k, p from Eq. (2) on the current u
+    xb = x[:8]
+    for k in (0, 2):
+        kk = np.full(8, k, "int32")
+        x_hat, u = net((xb, kk), training=False)
+        got = float(np_(net.compute_loss(x=(xb, kk), y_pred=(x_hat, u))))
+        p = np_memberships(np_(u), centers.astype(np.float64), 1.5)
+        want = float(np_(dcss.phase1_loss(xb, x_hat, u, p[:, k].astype("float32"), centers[k], 1.5, 0.1)))
+        assert got == pytest.approx(want, rel=1e-5)
+    w0 = np_(enc.get_layer("u").kernel).copy()
+    n_batches = 3                                   # 24 samples, batch 8
+    net.fit(dcss.k_step_batches(x, 8, 3), steps_per_epoch=n_batches * 3, epochs=1, verbose=0)
+    assert int(np_(net.optimizer.iterations)) == n_batches * 3     # K optimiser updates per batch
+    assert not np.allclose(np_(enc.get_layer("u").kernel), w0)
+
+
+# --- optimisers, networks, tables ------------------------------------------------------------------------------
+def test_multi_rate_adam_gives_the_encoder_its_own_rate():
+    keras.utils.set_random_seed(0)
+    enc = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="enc_d")], name="enc")
+    head = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="head_d")], name="head")
+    opt = dcss.MultiRateAdam(1e-3, enc.trainable_variables, 1e-2)
+    variables = enc.trainable_variables + head.trainable_variables
+    before = [np_(v).copy() for v in variables]
+    grads = [ops.ones(v.shape) for v in variables]
+    opt.apply_gradients(zip(grads, variables))
+    # Adam's first step moves every coordinate by lr (gradient sign): 1e-5 for the encoder, 1e-3 for the head
+    steps = [np.abs(np_(v) - b) for v, b in zip(variables, before)]
+    for s in steps[:2]:
+        np.testing.assert_allclose(s, 1e-5, rtol=1e-2)  # float32 round-off
+    for s in steps[2:]:
+        np.testing.assert_allclose(s, 1e-3, rtol=1e-2)
+
+
+@pytest.mark.parametrize("n", [16, 28])
+def test_autoencoder_shapes(n):
+    enc, dec = dcss.build_autoencoder((n, n, 1), 10)
+    z = enc(np.zeros((2, n, n, 1), "float32"))
+    assert tuple(z.shape) == (2, 10) and tuple(dec(z).shape) == (2, n, n, 1)
+    assert sum(1 for layer in enc.layers if layer.name.endswith("_c")) == 3   # three bottleneck blocks
+    with pytest.raises(ValueError):
+        dcss.build_autoencoder((32, 32, 1))
+
+
+def test_mnet_architecture():
+    mnet = dcss.build_mnet(10, 7)
+    dense = [layer for layer in mnet.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [128, 128, 128, 7]
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in mnet.layers) == 3
+    q = np_(mnet(RNG.normal(size=(5, 10)).astype("float32")))
+    np.testing.assert_allclose(q.sum(1), 1.0, rtol=1e-5)
+
+
+def test_paper_results_and_config():
+    assert dcss.PAPER_RESULTS["DCSS"]["usps"]["acc"] == pytest.approx(0.8721)
+    assert dcss.PAPER_RESULTS["DCSS_u"]["2mnist"]["nmi"] == pytest.approx(0.63)
+    assert dcss.PAPER_RESULTS["GANMM"]["2mnist"] is None
+    assert dcss.PAPER_RESULTS["DKM+MNet"]["usps"]["nmi"] == pytest.approx(0.7802)
+    cfg = dcss.Config()
+    assert (cfg.alpha, cfg.m, cfg.T1, cfg.phase1_epochs, cfg.T2, cfg.phase2_epochs) == (0.1, 1.5, 2, 200, 5, 20)
+    assert (cfg.zeta, cfg.gamma, cfg.lr_ae, cfg.lr_mnet) == (0.8, 0.2, 1e-5, 1e-3)
+    with pytest.raises(ValueError):
+        dcss.Config(zeta=0.1, gamma=0.2)
+    with pytest.raises(ValueError):
+        dcss.Config(m=1.0)
+    for prof in dcss.PROFILES.values():
+        assert set(prof) <= {"subset_per_class", "ae_epochs", "phase1_epochs", "phase2_epochs", "eval_every"}
+
+
+def test_fit_predict_without_labels():
+    x = RNG.uniform(size=(40, 16, 16, 1)).astype("float32")
+    cfg = dcss.Config(batch_size=20, ae_epochs=1, phase1_epochs=2, phase2_epochs=2, T2=1, kmeans_n_init=2)
+    model = dcss.DCSS(3, cfg, seed=0, verbose=0).fit(x)
+    labels, labels_u = model.predict(x), model.predict_u(x)
+    assert labels.shape == labels_u.shape == (40,) and labels.max() < 3 and labels_u.max() < 3
+    h = model.history
+    assert h["phase1"]["optimizer_steps"] == 2 * 2 * 3 and h["phase1"]["center_updates"] == 1
+    assert h["phase2"]["similarity_space"] == ["u", "q"] and "eval" not in h["phase2"]
+    with pytest.raises(ValueError):
+        model.fit(np.full((4, 16, 16, 1), np.nan, "float32"))
+
+
+def test_smoke_run_via_cli(tmp_path):
+    from common import cli, datasets
+
+    if datasets.find("usps/usps_train.jf.gz", "usps/usps.h5", "usps/usps.bz2") is None:
+        pytest.skip("USPS not available")
+    rec = cli.run_one(dcss, "dcss", "usps", "smoke", 0, tmp_path / "r", {}, verbose=0)
+    assert 0.0 <= rec["metrics"]["acc"] <= 1.0 and "DCSS_u" in rec["extra_metrics"]
+    arrays = np.load(tmp_path / "r" / "seed0.npz")
+    assert arrays["q"].shape == (200, 10) and arrays["u_phase1"].shape == (200, 10)
+
+
+# --- the 2MNIST composite (common/datasets.py) -----------------------------------------------------------------
+def _idx_bytes(arr):
+    arr = np.asarray(arr, dtype=np.uint8)
+    return bytes([0, 0, 8, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape) + arr.tobytes()
+
+
+def test_two_mnist_concatenates_with_offset_labels(tmp_path, monkeypatch):
+    import gzip
+
+    from common import datasets
+
+    monkeypatch.setattr(datasets, "search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(datasets, "_download", lambda rel: None)
+    monkeypatch.setattr(datasets, "CHECKSUMS", {})
+    rng = np.random.default_rng(0)
+    for folder, labels in (("mnist", np.arange(5) % 10), ("fashion-mnist", np.array([0, 9, 3, 3, 1]))):
+        (tmp_path / folder).mkdir()
+        for split, sl in (("train", slice(0, 3)), ("t10k", slice(3, 5))):
+            imgs = rng.integers(0, 256, (len(labels[sl]), 28, 28))
+            (tmp_path / folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(imgs)))
+            (tmp_path / folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labels[sl])))
+    ds = datasets.load("2mnist")
+    assert ds.x.shape == (10, 28, 28, 1)
+    np.testing.assert_array_equal(ds.y, [0, 1, 2, 3, 4, 10, 19, 13, 13, 11])
+
+
+def test_real_two_mnist():
+    from common import datasets
+
+    if datasets.find("mnist/train-images-idx3-ubyte.gz") is None or \
+            datasets.find("fashion-mnist/train-images-idx3-ubyte.gz") is None:
+        pytest.skip("MNIST or Fashion-MNIST files not available")
+    ds = datasets.load("2mnist")
+    assert ds.x.shape == (140000, 28, 28, 1) and ds.n_clusters == 20
+    assert np.bincount(ds.y[:70000]).size == 10 and ds.y[70000:].min() == 10
