@@ -92,7 +92,7 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1)
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     results.save_arrays(Path(folder) / f"seed{seed}.npz", labels=out["labels"], embedding=out["embedding"],
-                        centers=out["centers"])
+                        centers=out["centers"], **out.get("arrays", {}))  # optional extra arrays of the paper
     results.write_json(Path(folder) / f"seed{seed}.json", record)
     print(f"[{paper} {dataset} {profile} seed={seed}] acc={scores['acc']:.4f} nmi={scores['nmi']:.4f} "
           f"ari={scores['ari']:.4f} wall={wall:.0f}s", flush=True)
