@@ -46,7 +46,7 @@ def curves_figure(runs, path):
     """Clustering-phase loss and the logged ACC/NMI against iterations, one line per seed."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for r in runs:
-        log = r.get("history", {}).get("cluster", {}).get("eval", [])
+        log = last_eval_log(r)
         if not log:
             continue
         steps = [e["step"] for e in log]
@@ -57,6 +57,12 @@ def curves_figure(runs, path):
     axes[1].set(xlabel="iteration", ylabel="metric (log only)")
     axes[1].legend(fontsize=6)
     save(fig, path)
+
+
+def last_eval_log(run):
+    """The evaluation log of a run's last training phase that has one (e.g. history['cluster']['eval'])."""
+    phases = [h for h in run.get("history", {}).values() if isinstance(h, dict) and h.get("eval")]
+    return phases[-1]["eval"] if phases else []
 
 
 def save(fig, path):
