@@ -103,8 +103,9 @@ def summarise(module, dataset, folder):
     from common import results
 
     runs = results.load_runs(folder)
-    paper = module.PAPER_RESULTS.get(module.METHOD, {}).get(dataset)
-    print(f"\n{folder}: {len(runs)} run(s)")
+    method = module.method_of(runs[0]["config"]) if runs and hasattr(module, "method_of") else module.METHOD
+    paper = module.PAPER_RESULTS.get(method, {}).get(dataset)
+    print(f"\n{folder}: {len(runs)} run(s), paper row {method}")
     nmi_key = getattr(module, "NMI_KEY", "nmi")  # the paper's NMI normalisation
     for key, ours_key in (("acc", "acc"), ("nmi", nmi_key), ("ari", "ari")):
         ours = results.mean_std(runs, ours_key)

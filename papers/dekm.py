@@ -59,6 +59,13 @@ def _parse_table(text, cols):
 
 
 METHOD = "DEKM"
+
+
+def method_of(config):
+    """The Table III row a run reproduces: DEKM, or DEKM_F for the full-batch update."""
+    return "DEKM_F" if config.get("full_batch") else METHOD
+
+
 PAPER_RESULTS = _parse_table(_T3, _T3_COLS)  # PAPER_RESULTS[method][dataset] -> {"acc", "nmi", "ari"} or None
 DATASETS = ("usps", "mnist", "coil20")
 RESIZE = {"coil20": 28}  # §IV-A: COIL-20 images resized to 28x28 (our loader gives 32x32)
