@@ -13,6 +13,12 @@ from sklearn.cluster import KMeans
 from common import metrics
 
 
+def check_images(x):
+    """Raises ValueError unless x is a finite image batch (n, H, W, C)."""
+    if np.ndim(x) != 4 or not np.all(np.isfinite(x)):
+        raise ValueError(f"x must be finite images (n, H, W, C), got shape {np.shape(x)}")
+
+
 def augmenter(shift=0.1, rotation_deg=10.0, seed=None):
     """Random shift (fraction of size) and rotation (degrees) as Keras layers; active only in training."""
     return keras.Sequential([

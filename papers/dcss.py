@@ -403,8 +403,7 @@ class DCSS:
     def fit(self, x, y=None):
         """Trains on images x (n, H, W, 1); ``y`` only feeds the evaluation log."""
         cfg = self.cfg
-        if x.ndim != 4 or not np.all(np.isfinite(x)):
-            raise ValueError(f"x must be finite images (n, H, W, C), got shape {x.shape}")
+        training.check_images(x)
         keras.utils.set_random_seed(self.seed)
         self.encoder, self.decoder = build_autoencoder(x.shape[1:], cfg.embedding_dim)
         self._pretrain(x)

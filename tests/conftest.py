@@ -24,7 +24,8 @@ def grad(f, x):
         xv = tf.Variable(np.asarray(x, dtype=np.float64))
         with tf.GradientTape() as tape:
             y = f(xv)
-        return tape.gradient(y, xv).numpy()
+        g = tape.gradient(y, xv)
+        return np.zeros(np.shape(x)) if g is None else g.numpy()  # None: no path from x to f (stop_gradient)
     if backend == "jax":
         import jax
 

@@ -1,46 +1,17 @@
 """DCSS equations against hand computations and float64 references; the K-step schedule; a smoke run."""
-import os
-import sys
-from pathlib import Path
+import keras
+import numpy as np
+import pytest
+from keras import ops
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-if not os.environ.get("CLUSTER_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["CLUSTER_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from keras import ops  # noqa: E402
-
-from papers import dcss  # noqa: E402
+from conftest import grad
+from papers import dcss
 
 RNG = np.random.default_rng(0)
 
 
 def np_(t):
     return np.asarray(ops.convert_to_numpy(t), dtype=np.float64)
-
-
-def grad(f, x):
-    """Gradient of scalar f at x with the active backend's autodiff (NumPy in and out)."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        xv = tf.Variable(np.asarray(x, dtype=np.float64))
-        with tf.GradientTape() as tape:
-            y = f(xv)
-        g = tape.gradient(y, xv)
-        return np.zeros(np.shape(x)) if g is None else g.numpy()   # None: no path from x to f (stop_gradient)
-    if backend == "jax":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-        return np.asarray(jax.grad(f)(np.asarray(x, dtype=np.float64)))
-    pytest.skip(f"no autodiff helper for backend {backend}")
 
 
 def np_memberships(u, c, m):
