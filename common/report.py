@@ -74,5 +74,8 @@ def update_readme(path=ROOT / "README.md"):
 
 
 if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
     update_readme()
