@@ -1,13 +1,10 @@
 """Figures: embedding scatter (t-SNE or PCA) with centres, and training curves."""
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
+import matplotlib.pyplot as plt  # headless scripts fall back to Agg; notebooks keep their inline backend
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
 
 def project(z, centers=None, method="tsne", max_points=3000, seed=0):
