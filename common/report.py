@@ -48,7 +48,7 @@ HEADER = ["| paper | method | dataset | metric | ours (mean ± std) | seeds | pa
           "|---|---|---|---|---|---|---|"]
 
 
-def readme_table(profile="quick", out=ROOT / "results"):
+def readme_table(out=ROOT / "results"):
     """Rows for every paper/dataset/profile that has result files."""
     rows = []
     for paper_dir in sorted(Path(out).glob("*")):
