@@ -100,16 +100,14 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1)
 
 
 def summarise(module, dataset, folder):
-    from common import results
+    from common import report, results
 
     runs = results.load_runs(folder)
-    method = module.method_of(runs[0]["config"]) if runs and hasattr(module, "method_of") else module.METHOD
-    paper = module.PAPER_RESULTS.get(method, {}).get(dataset)
+    method, paper, nmi_key = report.paper_reference(module, dataset, runs)
     print(f"\n{folder}: {len(runs)} run(s), paper row {method}")
-    nmi_key = getattr(module, "NMI_KEY", "nmi")  # the paper's NMI normalisation
     for key, ours_key in (("acc", "acc"), ("nmi", nmi_key), ("ari", "ari")):
         ours = results.mean_std(runs, ours_key)
-        ref = paper.get(key) if paper else None
+        ref = paper.get(key)
         print(f"  {key.upper():<4} ours {results.fmt(ours)}   paper {'—' if ref is None else f'{ref:.3f}'}")
     return runs
 
@@ -128,7 +126,9 @@ def main(argv=None):
         if args.paper == "list":
             for p in available_papers():
                 m = load_paper(p)
-                print(f"{p}: datasets {', '.join(m.DATASETS)}; profiles {', '.join(m.PROFILES)}")
+                extra = getattr(m, "EXTRA_DATASETS", ())
+                print(f"{p}: datasets {', '.join(m.DATASETS)}" + (f" (also {', '.join(extra)})" if extra else "")
+                      + f"; profiles {', '.join(m.PROFILES)}")
             return 0
         module = load_paper(args.paper)
         if args.profile not in PROFILE_NAMES:
@@ -136,9 +136,10 @@ def main(argv=None):
         if not args.dataset:
             raise UsageError("name a dataset (or 'all')")
         names = module.DATASETS if args.dataset == "all" else [args.dataset]
+        known = module.DATASETS + getattr(module, "EXTRA_DATASETS", ())  # extras: figure-only data, not in 'all'
         for name in names:
-            if name not in module.DATASETS:
-                raise UsageError(f"unknown dataset {name!r} for {args.paper}; choose from {', '.join(module.DATASETS)}, all")
+            if name not in known:
+                raise UsageError(f"unknown dataset {name!r} for {args.paper}; choose from {', '.join(known)}, all")
         try:
             seeds = [int(s) for s in args.seeds.split(",")]
         except ValueError:

@@ -222,9 +222,15 @@ NAMES = tuple(LOADERS)
 
 
 def load(name):
-    """Loads data set ``name`` (one of NAMES) as a Dataset."""
+    """Loads data set ``name`` (one of NAMES, or ``<name>-imb<r>``: the imbalanced subset below) as a Dataset."""
+    base, sep, r = name.rpartition("-imb")
+    if sep and base in LOADERS:
+        try:
+            return imbalanced(load(base), float(r))
+        except ValueError:
+            raise DataError(f"bad retention rate in {name!r}: expected <name>-imb<r> with 0 < r <= 1") from None
     if name not in LOADERS:
-        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
+        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)} (or <name>-imb<r>)")
     x, y = LOADERS[name]()
     if x.ndim != 4 or len(x) != len(y) or not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
         raise DataError(f"{name}: loaded data has shape {x.shape}, labels {y.shape} or values outside [0, 1]")
@@ -237,3 +243,14 @@ def subset(ds, n_per_class, seed=0):
     idx = np.concatenate([rng.permutation(np.flatnonzero(ds.y == c))[:n_per_class] for c in np.unique(ds.y)])
     idx.sort()
     return Dataset(x=ds.x[idx], y=ds.y[idx], n_clusters=ds.n_clusters, name=f"{ds.name}[{n_per_class}/class]")
+
+
+def imbalanced(ds, r, seed=0):
+    """DCSS §4.8: each sample of class c (of K, in label order) kept with probability r + (1 - r) c / (K - 1),
+    so the first class keeps a share r and the last all of its samples. Deterministic for a given seed."""
+    if not 0.0 < r <= 1.0:
+        raise ValueError(f"retention rate must be in (0, 1], got {r}")
+    classes = np.unique(ds.y)
+    keep_prob = r + (1.0 - r) * np.searchsorted(classes, ds.y) / max(len(classes) - 1, 1)
+    idx = np.flatnonzero(np.random.default_rng(seed).uniform(size=len(ds.y)) < keep_prob)
+    return Dataset(x=ds.x[idx], y=ds.y[idx], n_clusters=ds.n_clusters, name=f"{ds.name}-imb{r:g}")

@@ -25,21 +25,28 @@ def ours(folder, key, source="metrics"):
     return results.mean_std(runs, key)
 
 
+def paper_reference(module, dataset, runs=(), method=None):
+    """(method, reported numbers or {}, our NMI key) for runs of ``module`` on ``dataset``: the row is ``method``,
+    else the paper's ``method_of(config)`` (e.g. DEKM_F), else its METHOD; NMI in the paper's normalisation."""
+    if method is None:
+        method = module.method_of(runs[0]["config"]) if runs and hasattr(module, "method_of") else module.METHOD
+    return method, module.PAPER_RESULTS.get(method, {}).get(dataset) or {}, getattr(module, "NMI_KEY", "nmi")
+
+
 def paper_vs_ours(paper, datasets, profile, out=ROOT / "results", keys=("acc", "nmi"), method=None, source="metrics",
                   label=None):
     """Markdown rows '| dataset | metric | ours (profile, n seeds) | paper |' for one method."""
     module = importlib.import_module(f"papers.{paper}")
-    method = method or module.METHOD
-    nmi_key = getattr(module, "NMI_KEY", "nmi")
     rows = []
     for ds in datasets:
         folder = Path(out) / paper / ds / profile
-        n = len(results.load_runs(folder))
-        ref = module.PAPER_RESULTS.get(method, {}).get(ds) or {}
+        runs = results.load_runs(folder)
+        n = len(runs)
+        row, ref, nmi_key = paper_reference(module, ds, runs, method)
         for key in keys:
             ms = ours(folder, nmi_key if key == "nmi" else key, source)
             p = ref.get(key)
-            rows.append(f"| {paper} | {label or method} | {ds} | {key.upper()} | {cell(ms)} | {n} | "
+            rows.append(f"| {paper} | {label or row} | {ds} | {key.upper()} | {cell(ms)} | {n} | "
                         f"{'—' if p is None else f'{p:.3f}'} |")
     return rows
 

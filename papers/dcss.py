@@ -17,14 +17,16 @@ pre-training ("the same parameters mentioned in the original paper", §6), shuff
 scikit-learn's defaults, centres updated at the end of every T1-th phase-1 epoch, the sum in Eqs. (4)-(5) running
 over all ordered pairs of the batch including i = j (as written, and as the code does).
 """
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from common import training
+from common import results, training
 
 # Paper-reported numbers (Table 1: ACC, NMI in %, NMI = I / max(H(l), H(c)); Table 3: DCSS as a framework).
 # Data copied from the paper, not ours. None where the paper prints a dash. Datasets we cannot run
@@ -71,6 +73,11 @@ METHOD = "DCSS"
 NMI_KEY = "nmi_max"  # §4.2, Eq. (6b): NMI = I(l; c) / max{H(l), H(c)}
 PAPER_RESULTS = {**_parse_table(_T1), **_parse_table(_T3)}  # PAPER_RESULTS[method][dataset] -> {"acc", "nmi", "ari"}
 DATASETS = ("usps", "mnist", "fmnist", "2mnist")
+# Fig. 6 (§4.8): MNIST with class c kept with probability r + (1 - r) c / 9 (common.datasets.imbalanced).
+# "mnist-test-imb<r>" applies the same construction to MNIST's 10,000-image test split: a CPU-sized stand-in,
+# not the paper's data.
+RETENTION = (0.1, 0.2, 0.3, 0.4, 0.5)
+EXTRA_DATASETS = tuple(f"{base}-imb{r}" for base in ("mnist", "mnist-test") for r in RETENTION)
 
 
 # §5, §6, Fig. 12: asymmetric grayscale autoencoder. Encoder: 5x5 conv (padding p1, stride s1), ResNet
@@ -239,6 +246,10 @@ class Config:
     def autoencoder_part(self):
         return {k: getattr(self, k) for k in ("embedding_dim", "batch_size", "ae_epochs", "ae_learning_rate")}
 
+    def phase1_part(self):
+        return {**self.autoencoder_part(), **{k: getattr(self, k) for k in (
+            "phase1_epochs", "T1", "alpha", "m", "lr_ae", "kmeans_n_init", "eval_every")}}
+
 
 PROFILES = {
     # smoke: CI check of every code path (phase 2 reaches the q-space epochs), not a result.
@@ -378,6 +389,14 @@ class DCSS:
         self.history = {}
 
     # --- helpers outside the graph --------------------------------------------------------------------------
+    def _cache_path(self, x, stage, part):
+        """cache_dir/<stage>_seed<k>_<hash of the settings that determine this stage and the data>, or None."""
+        if self.cache_dir is None:
+            return None
+        key = training.config_hash({**part, "shape": list(x.shape), "seed": self.seed,
+                                    "x_sum": float(np.sum(x, dtype=np.float64)), "arch": "dcss-fig12-bn0.9"})
+        return Path(self.cache_dir) / f"{stage}_seed{self.seed}_{key}.weights.h5"
+
     def embed(self, x):
         return self.encoder.predict(x, batch_size=1024, verbose=0)
 
@@ -413,11 +432,8 @@ class DCSS:
 
     def _pretrain(self, x):
         """§6: AE trained on reconstruction only (Adam), then k-means on u for the initial centres."""
-        cfg, cache = self.cfg, None
-        if self.cache_dir is not None:
-            key = training.config_hash({**cfg.autoencoder_part(), "shape": list(x.shape), "seed": self.seed,
-                                        "x_sum": float(np.sum(x, dtype=np.float64)), "arch": "dcss-fig12-bn0.9"})
-            cache = f"{self.cache_dir}/ae_seed{self.seed}_{key}.weights.h5"
+        cache = self._cache_path(x, "ae", self.cfg.autoencoder_part())
+        cfg = self.cfg
         self.history["pretrain"] = training.pretrain_autoencoder(
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.ae_learning_rate, augment=None, cache=cache, verbose=self.verbose)
@@ -428,8 +444,16 @@ class DCSS:
     def _phase1(self, x, y):
         cfg, K = self.cfg, self.n_clusters
         net = Phase1Net(self.encoder, self.decoder, self.centers, cfg.m, cfg.alpha)
-        net.compile(optimizer=keras.optimizers.Adam(cfg.lr_ae))
         net((x[:2], np.zeros(2, "int32")))
+        # Phase 1 depends only on the pre-training and phase-1 settings: a cached result (AE weights, centres,
+        # curves) lets runs that change only phase 2 (e.g. the zeta/gamma sweep of Fig. 10) skip it.
+        cache = self._cache_path(x, "phase1", cfg.phase1_part())
+        if cache is not None and cache.is_file():
+            net.load_weights(cache)
+            self._phase1_done(net, x, {**json.loads(cache.with_suffix("").with_suffix(".json").read_text()),
+                                       "cached": str(cache)})
+            return
+        net.compile(optimizer=keras.optimizers.Adam(cfg.lr_ae))
         n_batches = -(-len(x) // cfg.batch_size)
         steps = n_batches * K  # K successive optimiser steps per batch
         center_cb = CenterUpdate(self, x, every=cfg.T1)
@@ -443,11 +467,7 @@ class DCSS:
         if cfg.phase1_epochs > 0:
             hist = net.fit(k_step_batches(x, cfg.batch_size, K, self.seed), steps_per_epoch=steps,
                            epochs=cfg.phase1_epochs, verbose=self.verbose, callbacks=callbacks).history
-        self.centers = ops.convert_to_numpy(net.centers)
-        self.centers_phase1 = self.centers.copy()
-        self.u_phase1 = self.embed(x)
-        self.labels_u = self.predict_u(x)
-        self.history["phase1"] = {
+        history = {
             "loss": [float(v) for v in hist.get("loss", [])],
             "reconstruction": [float(v) for v in hist.get("reconstruction", [])],
             "centering": [float(v) for v in hist.get("centering", [])],
@@ -455,7 +475,21 @@ class DCSS:
             "optimizer_steps": int(ops.convert_to_numpy(net.optimizer.iterations)),
             "center_updates": center_cb.count}
         if y is not None:
-            self.history["phase1"]["eval"] = logger.log
+            history["eval"] = logger.log
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.name.replace(".weights.h5", ".tmp.weights.h5"))
+            net.save_weights(tmp)
+            results.write_json(cache.with_suffix("").with_suffix(".json"), history)
+            tmp.replace(cache)
+        self._phase1_done(net, x, history)
+
+    def _phase1_done(self, net, x, history):
+        self.centers = ops.convert_to_numpy(net.centers)
+        self.centers_phase1 = self.centers.copy()
+        self.u_phase1 = self.embed(x)
+        self.labels_u = self.predict_u(x)
+        self.history["phase1"] = history
 
     def _phase2(self, x, y):
         cfg = self.cfg

@@ -101,3 +101,18 @@ def test_data_dir_comes_first(tmp_path, monkeypatch):
     monkeypatch.setenv("CLUSTER_DATA_DIR", str(tmp_path))
     assert datasets.search_dirs()[0] == tmp_path
     assert os.fspath(datasets.search_dirs()[-1]) == "/usr/share/datasets"
+
+
+def test_imbalanced_retention_is_linear_in_the_class_index(monkeypatch):
+    y = np.repeat(np.arange(5), 20000)
+    x = np.zeros((len(y), 2, 2, 1), np.float32)
+    monkeypatch.setitem(datasets.LOADERS, "toy", lambda: (x, y))
+    ds = datasets.load("toy-imb0.2")
+    kept = np.bincount(ds.y, minlength=5) / 20000
+    np.testing.assert_allclose(kept, [0.2, 0.4, 0.6, 0.8, 1.0], atol=0.01)  # r, linear, then 1 (DCSS §4.8)
+    assert ds.name == "toy-imb0.2" and ds.n_clusters == 5 and ds.x.shape[1:] == (2, 2, 1)
+    np.testing.assert_array_equal(datasets.load("toy-imb0.2").y, ds.y)  # deterministic
+    assert len(datasets.load("toy-imb1").y) == len(y)
+    for bad in ("toy-imb0", "toy-imb1.5", "toy-imbx", "nope-imb0.5"):
+        with pytest.raises(datasets.DataError):
+            datasets.load(bad)

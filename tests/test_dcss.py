@@ -228,6 +228,20 @@ def test_fit_predict_without_labels():
         model.fit(np.full((4, 16, 16, 1), np.nan, "float32"))
 
 
+def test_phase1_cache_reproduces_phase1_and_is_keyed_on_its_settings(tmp_path):
+    x = RNG.uniform(size=(40, 16, 16, 1)).astype("float32")
+    cfg = dcss.Config(batch_size=20, ae_epochs=1, phase1_epochs=1, phase2_epochs=1, T1=1, kmeans_n_init=2)
+    fresh = dcss.DCSS(3, cfg, seed=0, cache_dir=tmp_path, verbose=0).fit(x)
+    assert len(list(tmp_path.glob("phase1_seed0_*.weights.h5"))) == 1
+    cached = dcss.DCSS(3, dcss.Config(**{**cfg.__dict__, "zeta": 0.7}), seed=0, cache_dir=tmp_path, verbose=0).fit(x)
+    assert cached.history["phase1"]["cached"] and "cached" not in fresh.history["phase1"]
+    np.testing.assert_allclose(cached.centers_phase1, fresh.centers_phase1, rtol=1e-6)
+    np.testing.assert_allclose(cached.u_phase1, fresh.u_phase1, rtol=1e-5, atol=1e-6)
+    assert cached.history["phase1"]["optimizer_steps"] == fresh.history["phase1"]["optimizer_steps"] == 2 * 3
+    dcss.DCSS(3, dcss.Config(**{**cfg.__dict__, "alpha": 0.2}), seed=0, cache_dir=tmp_path, verbose=0).fit(x)
+    assert len(list(tmp_path.glob("phase1_seed0_*.weights.h5"))) == 2  # a phase-1 setting changed: no reuse
+
+
 def test_smoke_run_via_cli(tmp_path):
     from common import cli, datasets
 
