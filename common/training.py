@@ -67,12 +67,18 @@ def pretrain_autoencoder(encoder, decoder, x, *, epochs, batch_size, learning_ra
                        callbacks=[timer])
     seconds = time.perf_counter() - t0
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(cache).replace(".weights.h5", ".tmp.weights.h5")
-        trainer.save_weights(tmp)
-        Path(tmp).replace(cache)
+        save_weights_atomically(trainer, cache)
     return {"cached": None, "loss": [float(v) for v in hist.history.get("loss", [])], "seconds": seconds,
             "epochs": epochs, "epoch_seconds": timer.durations}
+
+
+def save_weights_atomically(model, path):
+    """model.save_weights(path) through a temporary file, so an interrupted run never leaves a partial cache."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+    model.save_weights(tmp)
+    tmp.replace(path)
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -432,8 +432,8 @@ class DCSS:
 
     def _pretrain(self, x):
         """§6: AE trained on reconstruction only (Adam), then k-means on u for the initial centres."""
-        cache = self._cache_path(x, "ae", self.cfg.autoencoder_part())
         cfg = self.cfg
+        cache = self._cache_path(x, "ae", cfg.autoencoder_part())
         self.history["pretrain"] = training.pretrain_autoencoder(
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.ae_learning_rate, augment=None, cache=cache, verbose=self.verbose)
@@ -448,10 +448,10 @@ class DCSS:
         # Phase 1 depends only on the pre-training and phase-1 settings: a cached result (AE weights, centres,
         # curves) lets runs that change only phase 2 (e.g. the zeta/gamma sweep of Fig. 10) skip it.
         cache = self._cache_path(x, "phase1", cfg.phase1_part())
+        curves = cache and cache.with_suffix("").with_suffix(".json")  # the phase-1 history beside the weights
         if cache is not None and cache.is_file():
             net.load_weights(cache)
-            self._phase1_done(net, x, {**json.loads(cache.with_suffix("").with_suffix(".json").read_text()),
-                                       "cached": str(cache)})
+            self._phase1_done(net, x, {**json.loads(curves.read_text()), "cached": str(cache)})
             return
         net.compile(optimizer=keras.optimizers.Adam(cfg.lr_ae))
         n_batches = -(-len(x) // cfg.batch_size)
@@ -476,12 +476,9 @@ class DCSS:
             "center_updates": center_cb.count}
         if y is not None:
             history["eval"] = logger.log
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(cache.name.replace(".weights.h5", ".tmp.weights.h5"))
-            net.save_weights(tmp)
-            results.write_json(cache.with_suffix("").with_suffix(".json"), history)
-            tmp.replace(cache)
+        if cache is not None:  # the history first: the weights file is what marks the cache as complete
+            results.write_json(curves, history)
+            training.save_weights_atomically(net, cache)
         self._phase1_done(net, x, history)
 
     def _phase1_done(self, net, x, history):
