@@ -1,17 +1,21 @@
 """The reproduction command behind ./reproduce.sh.
 
     ./reproduce.sh <paper> <dataset|all> [--profile smoke|quick|paper] [--seeds 0,1,2] [--out results]
-                   [--set key=value ...]
+                   [--set key=value ...] [--fresh]
     ./reproduce.sh list
 
-Each run writes results/<paper>/<dataset>/<profile>[/<overrides>]/seed<k>.json (metrics, config,
-environment, timings, curves) and seed<k>.npz (embedding, centres, labels), then figures and a
-"ours mean ± std vs paper" summary. Labels are used for evaluation only.
+Each run writes results/<paper>/<dataset>/<profile>[/<overrides>]/seed<k>.json (metrics, cluster sizes, config,
+git commit, environment, timings, curves) and seed<k>.npz (labels of all samples; embedding and other per-sample
+arrays on a fixed sample of 2,000), then figures and a "ours mean ± std vs paper" summary. Labels are used for
+evaluation only. Runs checkpoint to a per-user cache (common.checkpoint.cache_root()); the same command run
+again resumes an interrupted run, ``--fresh`` discards its checkpoint first.
 """
 import argparse
 import dataclasses
 import importlib
+import inspect
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,8 +70,25 @@ def make_config(module, profile, overrides):
     return module.Config(**{**budget, **overrides}), subset
 
 
-def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1):
-    from common import datasets, metrics, results, setup
+def code_version(module):
+    """Fingerprint of the code a result depends on: the paper's module and the shared training, checkpoint and
+    metrics code (AST: blind to comments and docstrings). common.report compares it with today's code."""
+    from common import checkpoint, metrics, training
+
+    return training.code_fingerprint(module, training, checkpoint, metrics)
+
+
+def checkpoint_dir(module, paper, dataset, profile, config, seed, data):
+    """The run's checkpoint folder in the per-user cache: one per (config, seed, data, code)."""
+    from common import checkpoint, training
+
+    key = training.config_hash({"config": dataclasses.asdict(config), "seed": seed, **training.data_fingerprint(data.x),
+                                "code": code_version(module)})
+    return checkpoint.cache_root() / paper / dataset / "runs" / f"{profile}_seed{seed}_{key}"
+
+
+def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1, fresh=False):
+    from common import checkpoint, datasets, metrics, results, setup, training
 
     data = datasets.load(dataset)
     config, subset = make_config(module, profile, overrides)
@@ -75,27 +96,43 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1)
         data = datasets.subset(data, subset, seed=0)
     setup.seed_everything(seed)
     env = setup.environment()
-    print(f"[{paper} {dataset} {profile} seed={seed}] n={len(data)} {setup.summary_line(env)}", flush=True)
-    t0 = time.perf_counter()
-    out = module.run(data, config, seed, cache_dir=Path(folder).parent / "cache" if overrides else Path(folder) / "cache",
-                     verbose=verbose)
+    git = {**setup.git_state(), "code_fingerprint": code_version(module)}
+    print(f"[{paper} {dataset} {profile} seed={seed}] n={len(data)} {setup.summary_line(env)} "
+          f"commit={str(git['commit'])[:10]}{'+dirty' if git['dirty'] else ''}", flush=True)
+    kwargs = {"cache_dir": checkpoint.cache_root() / paper / dataset, "verbose": verbose}
+    ckpt = None
+    if "checkpoint_dir" in inspect.signature(module.run).parameters:
+        ckpt = checkpoint_dir(module, paper, dataset, profile, config, seed, data)
+        if fresh:
+            shutil.rmtree(ckpt, ignore_errors=True)
+        kwargs["checkpoint_dir"] = ckpt
+        print(f"[{paper} {dataset} {profile} seed={seed}] checkpoints: {ckpt}", flush=True)
+    load_start, t0 = os.getloadavg(), time.perf_counter()
+    out = module.run(data, config, seed, **kwargs)
     wall = time.perf_counter() - t0
-    scores = metrics.evaluate(data.y, out["labels"])
+    k = data.n_clusters
+    scores = metrics.evaluate(data.y, out["labels"], k)
     record = {
         "paper": paper, "dataset": dataset, "profile": profile, "seed": seed, "n_samples": len(data),
-        "overrides": overrides, "config": dataclasses.asdict(config), "metrics": scores,
-        "baseline_metrics": {"kmeans_on_pretrained_embedding": metrics.evaluate(data.y, out["kmeans_labels"])}
+        "overrides": overrides, "config": dataclasses.asdict(config), "data": training.data_fingerprint(data.x),
+        "metrics": scores,
+        "cluster_sizes": metrics.cluster_sizes(out["labels"], k).tolist(),
+        "baseline_metrics": {"kmeans_on_pretrained_embedding": metrics.evaluate(data.y, out["kmeans_labels"], k)}
         if "kmeans_labels" in out else {},
-        "extra_metrics": {k: metrics.evaluate(data.y, v) for k, v in out.get("extra_labels", {}).items()},
-        "environment": env, "wall_seconds": wall, "history": out["history"],
-        "command": "./reproduce.sh " + " ".join(sys.argv[1:]),
+        "extra_metrics": {name: metrics.evaluate(data.y, v, k) for name, v in out.get("extra_labels", {}).items()},
+        "git": git, "environment": env, "wall_seconds": wall,
+        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},  # > 2: the 2 cores were shared
+        "history": out["history"], "command": "./reproduce.sh " + " ".join(sys.argv[1:]),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results.save_arrays(Path(folder) / f"seed{seed}.npz", labels=out["labels"], embedding=out["embedding"],
-                        centers=out["centers"], **out.get("arrays", {}))  # optional extra arrays of the paper
+    results.save_run_arrays(Path(folder) / f"seed{seed}.npz", len(data), labels=out["labels"],
+                            embedding=out["embedding"], centers=out["centers"], **out.get("arrays", {}))
     results.write_json(Path(folder) / f"seed{seed}.json", record)
+    if ckpt is not None:
+        shutil.rmtree(ckpt, ignore_errors=True)  # the result file is the record now
+    lost = "" if scores["nonempty_clusters"] == k else f" EMPTY CLUSTERS: {k - scores['nonempty_clusters']} of {k}"
     print(f"[{paper} {dataset} {profile} seed={seed}] acc={scores['acc']:.4f} nmi={scores['nmi']:.4f} "
-          f"ari={scores['ari']:.4f} wall={wall:.0f}s", flush=True)
+          f"ari={scores['ari']:.4f} smallest cluster={scores['smallest_cluster']}{lost} wall={wall:.0f}s", flush=True)
     return record
 
 
@@ -105,10 +142,12 @@ def summarise(module, dataset, folder):
     runs = results.load_runs(folder)
     method, paper, nmi_key = report.paper_reference(module, dataset, runs)
     print(f"\n{folder}: {len(runs)} run(s), paper row {method}")
-    for key, ours_key in (("acc", "acc"), ("nmi", nmi_key), ("ari", "ari")):
-        ours = results.mean_std(runs, ours_key)
+    for key in report.metric_keys(module):
+        ours = results.mean_std(runs, nmi_key if key == "nmi" else key)
         ref = paper.get(key)
-        print(f"  {key.upper():<4} ours {results.fmt(ours)}   paper {'—' if ref is None else f'{ref:.3f}'}")
+        print(f"  {key.upper():<18} ours {results.fmt(ours)}   paper {'—' if ref is None else f'{ref:.3f}'}")
+    clusters = [r["metrics"].get("nonempty_clusters") for r in runs]
+    print(f"  non-empty clusters per seed: {clusters}")
     return runs
 
 
@@ -120,7 +159,8 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="results")
     ap.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    ap.add_argument("--fresh", action="store_true", help="discard the run's checkpoint and start over")
     args = ap.parse_args(argv)
     try:
         if args.paper == "list":
@@ -151,7 +191,8 @@ def main(argv=None):
         for name in names:
             folder = run_folder(args.out, args.paper, name, args.profile, overrides)
             for seed in seeds:
-                run_one(module, args.paper, name, args.profile, seed, folder, overrides, verbose=0 if args.quiet else 2)
+                run_one(module, args.paper, name, args.profile, seed, folder, overrides, verbose=0 if args.quiet else 1,
+                        fresh=args.fresh)
             runs = summarise(module, name, folder)
             plots.run_figures(folder, runs)
         return 0

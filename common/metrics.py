@@ -66,8 +66,15 @@ def pairwise_precision(y_true, y_pred):
     return float(both / same_cluster) if same_cluster else 0.0
 
 
-def evaluate(y_true, y_pred):
-    """All metrics as a dict of floats."""
+def cluster_sizes(y_pred, n_clusters):
+    """Samples per cluster id 0..n_clusters-1 (ids outside that range extend the array)."""
+    return np.bincount(np.asarray(y_pred, dtype=np.int64), minlength=n_clusters)
+
+
+def evaluate(y_true, y_pred, n_clusters=None):
+    """All metrics as a dict of numbers, with the number of non-empty clusters of the ``n_clusters`` asked for
+    (default: the number of classes) and the size of the smallest non-empty one."""
+    sizes = cluster_sizes(_check(y_true, y_pred)[1], n_clusters or np.unique(y_true).size)
     return {
         "acc": acc(y_true, y_pred),
         "nmi": nmi(y_true, y_pred),
@@ -76,4 +83,6 @@ def evaluate(y_true, y_pred):
         "f1_macro": f1(y_true, y_pred, "macro"),
         "f1_micro": f1(y_true, y_pred, "micro"),
         "pairwise_precision": pairwise_precision(y_true, y_pred),
+        "nonempty_clusters": int(np.count_nonzero(sizes)),
+        "smallest_cluster": int(sizes[sizes > 0].min()),
     }

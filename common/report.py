@@ -2,6 +2,7 @@
 
     python -m common.report            # rewrite the results table in README.md between its markers
 """
+import functools
 import importlib
 import sys
 from pathlib import Path
@@ -9,6 +10,46 @@ from pathlib import Path
 from common import results
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_METRICS = ("acc", "nmi", "ari")
+
+
+def metric_keys(module):
+    """The metrics a paper reports (its METRICS, e.g. pairwise precision for SAIP), default ACC, NMI, ARI."""
+    return tuple(getattr(module, "METRICS", DEFAULT_METRICS))
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(paper):
+    """Today's fingerprint of the code behind ``paper``'s results (common.cli.code_version)."""
+    from common import cli
+
+    return cli.code_version(importlib.import_module(f"papers.{paper}"))
+
+
+def provenance_issue(run):
+    """Why a result may not come from today's code, or None: no commit recorded, uncommitted changes, or the code
+    it depends on (the paper's module, common training/checkpoint/metrics; comments and docstrings aside) differs
+    from today's."""
+    git = run.get("git") or {}
+    if not git.get("commit"):
+        return "no commit recorded (made before result files carried one)"
+    if git.get("dirty"):
+        return f"made with uncommitted changes on {git['commit'][:7]}"
+    if git.get("code_fingerprint") != code_version(run["paper"]):
+        return f"made by older code ({git['commit'][:7]}): the module or common training code changed since"
+    return None
+
+
+def notes(runs, n_clusters=None):
+    """The table's notes for a set of seeds: empty clusters and provenance flags."""
+    out = []
+    lost = [r for r in runs if "nonempty_clusters" in r.get("metrics", {})
+            and r["metrics"]["nonempty_clusters"] < len(r.get("cluster_sizes") or [])]
+    if lost:
+        out.append(f"{len(lost)}/{len(runs)} seeds left clusters empty")
+    issues = sorted({i for i in map(provenance_issue, runs) if i})
+    out += [f"{sum(provenance_issue(r) == i for r in runs)}/{len(runs)} seeds: {i}" for i in issues]
+    return "; ".join(out)
 
 
 def cell(ms, digits=3):
@@ -33,9 +74,10 @@ def paper_reference(module, dataset, runs=(), method=None):
     return method, module.PAPER_RESULTS.get(method, {}).get(dataset) or {}, getattr(module, "NMI_KEY", "nmi")
 
 
-def paper_vs_ours(paper, datasets, profile, out=ROOT / "results", keys=("acc", "nmi"), method=None, source="metrics",
-                  label=None):
-    """Markdown rows '| dataset | metric | ours (profile, n seeds) | paper |' for one method."""
+def paper_vs_ours(paper, datasets, profile, out=ROOT / "results", keys=None, method=None, source="metrics",
+                  label=None, with_notes=False):
+    """Markdown rows '| paper | method | dataset | metric | ours | seeds | paper [| notes] |' for one method;
+    ``keys`` default to the paper's METRICS."""
     module = importlib.import_module(f"papers.{paper}")
     rows = []
     for ds in datasets:
@@ -43,16 +85,17 @@ def paper_vs_ours(paper, datasets, profile, out=ROOT / "results", keys=("acc", "
         runs = results.load_runs(folder)
         n = len(runs)
         row, ref, nmi_key = paper_reference(module, ds, runs, method)
-        for key in keys:
+        for i, key in enumerate(keys or metric_keys(module)):
             ms = ours(folder, nmi_key if key == "nmi" else key, source)
             p = ref.get(key)
             rows.append(f"| {paper} | {label or row} | {ds} | {key.upper()} | {cell(ms)} | {n} | "
-                        f"{'—' if p is None else f'{p:.3f}'} |")
+                        f"{'—' if p is None else f'{p:.3f}'} |" + (f" {notes(runs) if i == 0 else ''} |"
+                                                                    if with_notes else ""))
     return rows
 
 
-HEADER = ["| paper | method | dataset | metric | ours (mean ± std) | seeds | paper (reported) |",
-          "|---|---|---|---|---|---|---|"]
+HEADER = ["| paper | method | dataset | metric | ours (mean ± std) | seeds | paper (reported) | notes |",
+          "|---|---|---|---|---|---|---|---|"]
 
 
 def readme_table(out=ROOT / "results"):
@@ -66,7 +109,7 @@ def readme_table(out=ROOT / "results"):
             for prof in ("quick", "paper"):
                 if results.load_runs(paper_dir / ds / prof):
                     rows += [r.replace(f"| {ds} |", f"| {ds} ({prof}) |")
-                             for r in paper_vs_ours(paper_dir.name, [ds], prof, out)]
+                             for r in paper_vs_ours(paper_dir.name, [ds], prof, out, with_notes=True)]
     return HEADER + rows if rows else ["(no result files yet)"]
 
 

@@ -41,6 +41,25 @@ def save_arrays(path, **arrays):
     os.replace(tmp, path)
 
 
+SAMPLE_SIZE = 2000  # per-sample float arrays (embeddings) are kept for this many points: what the figures need
+
+
+def sample_index(n, size=SAMPLE_SIZE):
+    """The fixed, sorted sample of rows kept in result arrays (the same for every run on n samples)."""
+    return np.sort(np.random.default_rng(0).choice(n, size=min(size, n), replace=False))
+
+
+def save_run_arrays(path, n, **arrays):
+    """A run's arrays: integer arrays (labels) whole; float arrays with one row per sample (embeddings, q) only at
+    ``sample_index(n)``, saved as ``sample_index``; anything else (centres) whole."""
+    idx = sample_index(n)
+    out = {"sample_index": idx}
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        out[name] = a[idx] if a.ndim >= 2 and len(a) == n and a.dtype.kind == "f" else a
+    save_arrays(path, **out)
+
+
 def load_runs(folder):
     """All ``seed*.json`` result dicts in ``folder`` (sorted by seed); [] if none."""
     runs = [json.loads(p.read_text()) for p in Path(folder).glob("seed*.json")]

@@ -1,6 +1,8 @@
 """Backend/device set-up: seeding, an environment summary stored with every result."""
 import os
 import platform
+import subprocess
+from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +58,26 @@ def environment():
         pass
     return {"backend": backend, "device": device_name(), "host": platform.node(), "versions": versions,
             "mixed_precision": keras.mixed_precision.global_policy().name}
+
+
+CODE_PATHS = ("papers", "common", "reproduce.sh", "requirements.txt")  # what makes a result; not results/
+
+
+def git_state(root=None):
+    """{'commit', 'dirty', 'dirty_files'} of the code that runs: HEAD, and whether the code paths (papers/, common/,
+    reproduce.sh, requirements.txt; tracked files only) differ from it. None where git is unavailable."""
+    root = Path(root or Path(__file__).resolve().parents[1])
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS).splitlines()
+                   if not line[3:].endswith((".pyc", "/"))]
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None, "dirty_files": []}
+    return {"commit": commit, "dirty": bool(changed), "dirty_files": changed}
 
 
 def summary_line(env=None):

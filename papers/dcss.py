@@ -247,8 +247,9 @@ class Config:
         return {k: getattr(self, k) for k in ("embedding_dim", "batch_size", "ae_epochs", "ae_learning_rate")}
 
     def phase1_part(self):
+        """The settings phase 1 depends on (not the logging interval: a cached phase 1 keeps the curve it logged)."""
         return {**self.autoencoder_part(), **{k: getattr(self, k) for k in (
-            "phase1_epochs", "T1", "alpha", "m", "lr_ae", "kmeans_n_init", "eval_every")}}
+            "phase1_epochs", "T1", "alpha", "m", "lr_ae", "kmeans_n_init")}}
 
 
 PROFILES = {
@@ -387,14 +388,20 @@ class DCSS:
         self.n_clusters, self.cfg, self.seed, self.verbose = n_clusters, config or Config(), seed, verbose
         self.cache_dir = cache_dir
         self.history = {}
+        # The code each cached stage depends on (part of its cache key; comments and docstrings aside).
+        ae = (_bn, bottleneck, _transposed, build_autoencoder, training.AutoencoderTrainer,
+              training.pretrain_autoencoder, training.shuffled_batches)
+        self.code = {"ae": training.code_fingerprint(*ae),
+                     "phase1": training.code_fingerprint(*ae, squared_distances, memberships, phase1_loss, update_centers,
+                                                         Phase1Net, k_step_batches, CenterUpdate, training.kmeans,
+                                                         DCSS._pretrain, DCSS._phase1, DCSS.recompute_centers)}
 
     # --- helpers outside the graph --------------------------------------------------------------------------
     def _cache_path(self, x, stage, part):
         """cache_dir/<stage>_seed<k>_<hash of the settings that determine this stage and the data>, or None."""
         if self.cache_dir is None:
             return None
-        key = training.config_hash({**part, "shape": list(x.shape), "seed": self.seed,
-                                    "x_sum": float(np.sum(x, dtype=np.float64)), "arch": "dcss-fig12-bn0.9"})
+        key = training.config_hash({**part, **training.data_fingerprint(x), "seed": self.seed, "code": self.code[stage]})
         return Path(self.cache_dir) / f"{stage}_seed{self.seed}_{key}.weights.h5"
 
     def embed(self, x):
@@ -436,7 +443,7 @@ class DCSS:
         cache = self._cache_path(x, "ae", cfg.autoencoder_part())
         self.history["pretrain"] = training.pretrain_autoencoder(
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
-            learning_rate=cfg.ae_learning_rate, augment=None, cache=cache, verbose=self.verbose)
+            learning_rate=cfg.ae_learning_rate, augment=None, cache=cache, seed=self.seed, verbose=self.verbose)
         self.u_pretrained = self.embed(x)
         self.centers, self.kmeans_labels = training.kmeans(self.u_pretrained, self.n_clusters, cfg.kmeans_n_init,
                                                            self.seed)

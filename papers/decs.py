@@ -6,6 +6,17 @@ Read top to bottom beside the paper: §3.2 autoencoder (Eq. 2), §3.3 Eqs. (5)-(
 Two variants differ where the authors' code differs from the paper:
   "paper": squared determinacy (Eq. 6), lambda = 0.8 (§4.4), L_c = 1 - mean_i sq_i (Eq. 8), alpha = 1 (§3.4);
   "code":  |q - t| determinacy, lambda = 0.4, L_c = 1 - (mean_i sq_i + var_i sq_i), alpha = 0.5.
+The paper never states the alpha of its experiments: alpha = 1 appears only as the simplification of §3.4's
+gradient derivation, so the "paper" variant's alpha = 1 is a reading, not a reported setting.
+
+Clustering-stage optimiser (``cluster_optimizer``): §3.4 says the centres and the network are trained "using
+stochastic gradient descent with momentum" but gives no rate; §4.4 says Adam with Keras's defaults for the
+autoencoder, and the authors' code uses Adam(1e-3) for the clustering stage too. We default to the code's Adam
+(the only fully specified choice) and offer ``cluster_optimizer=sgd`` with DEC's SGD settings (lr 0.01,
+momentum 0.9; Xie et al. 2016), since the paper is silent on them.
+
+Randomness: the augmentation of the clustering stage has its own seed stream, so a run that loads a cached
+autoencoder and one that trains it are the same experiment; both stages resume from checkpoints.
 """
 from dataclasses import asdict, dataclass, field
 
@@ -13,7 +24,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from common import training
+from common import checkpoint, training
 
 VARIANTS = {
     "paper": {"alpha": 1.0, "lam": 0.8},
@@ -160,6 +171,9 @@ class Config:
     batch_size: int = 256
     cluster_iters: int = 10000
     learning_rate: float = 1e-3   # Adam, Keras defaults (§4.4)
+    cluster_optimizer: str = "adam"  # clustering stage: "adam" (code, learning_rate) or "sgd" (§3.4, see docstring)
+    sgd_learning_rate: float = 0.01  # only for cluster_optimizer=sgd (DEC's value; the paper gives none)
+    sgd_momentum: float = 0.9        # only for cluster_optimizer=sgd (DEC's value; the paper gives none)
     augment: bool = True          # shift 0.1, rotation 10 degrees, in both phases (code)
     kmeans_n_init: int = 20
     otsu_bins: int = 1000
@@ -170,6 +184,10 @@ class Config:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
         self.alpha = float(VARIANTS[self.variant]["alpha"] if self.alpha is None else self.alpha)
         self.lam = float(VARIANTS[self.variant]["lam"] if self.lam is None else self.lam)
+        if self.cluster_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"cluster_optimizer must be 'adam' or 'sgd', got {self.cluster_optimizer!r}")
+        if self.log_every < 1 or (self.cluster_iters > self.log_every and self.cluster_iters % self.log_every):
+            raise ValueError(f"cluster_iters ({self.cluster_iters}) must be a multiple of log_every ({self.log_every})")
 
     def autoencoder_part(self):
         return {k: getattr(self, k) for k in ("embedding_dim", "ae_epochs", "batch_size", "learning_rate", "augment")}
@@ -206,10 +224,28 @@ class StabilityNet(keras.Model):
 class DECS:
     """Algorithm 1: pre-train the autoencoder (Eq. 2), k-means centroids, then minimise L_c (Eq. 8)."""
 
-    def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1):
+    def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1, checkpoint_dir=None):
         self.n_clusters, self.cfg, self.seed, self.verbose = n_clusters, config or Config(), seed, verbose
         self.cache_dir = cache_dir
+        self.checkpoint = checkpoint.Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         self.history = {}
+
+    def _ae_cache(self, x):
+        """cache_dir/ae_seed<k>_<hash of the AE settings, the code that trains it and the data>, or None."""
+        if self.cache_dir is None:
+            return None
+        key = training.config_hash({**self.cfg.autoencoder_part(), **training.data_fingerprint(x), "seed": self.seed,
+                                    "code": training.code_fingerprint(build_autoencoder, training.augmenter,
+                                                                      training.AutoencoderTrainer,
+                                                                      training.pretrain_autoencoder,
+                                                                      training.shuffled_batches)})
+        return f"{self.cache_dir}/ae_seed{self.seed}_{key}.weights.h5"
+
+    def _optimizer(self):
+        cfg = self.cfg
+        if cfg.cluster_optimizer == "sgd":
+            return keras.optimizers.SGD(cfg.sgd_learning_rate, momentum=cfg.sgd_momentum)
+        return keras.optimizers.Adam(cfg.learning_rate)
 
     def fit(self, x, y=None):
         """Trains on images x (n, H, W, C); ``y`` only feeds the evaluation log."""
@@ -217,36 +253,32 @@ class DECS:
         training.check_images(x)
         keras.utils.set_random_seed(self.seed)
         self.encoder, self.decoder = build_autoencoder(x.shape[1:], cfg.embedding_dim)
-        augment = training.augmenter(seed=self.seed) if cfg.augment else None
-        cache = None
-        if self.cache_dir is not None:
-            key = training.config_hash({**cfg.autoencoder_part(), "shape": list(x.shape), "seed": self.seed,
-                                        "x_sum": float(np.sum(x, dtype=np.float64))})
-            cache = f"{self.cache_dir}/ae_seed{self.seed}_{key}.weights.h5"
         # Algorithm 1, line 1: autoencoder weights by Eq. (2).
         self.history["pretrain"] = training.pretrain_autoencoder(
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate, augment=augment, cache=cache, verbose=self.verbose)
+            learning_rate=cfg.learning_rate, augment=training.augmenter(seed=self.seed) if cfg.augment else None,
+            cache=self._ae_cache(x), seed=self.seed, verbose=self.verbose)
         # Line 2: centroids m by k-means on the embedding.
         z0 = self.encoder.predict(x, batch_size=1024, verbose=0)
         centers, km_labels = training.kmeans(z0, self.n_clusters, cfg.kmeans_n_init, self.seed)
         self.kmeans_labels_ = km_labels
         # Lines 3-8: minimise L_c over encoder weights and m, batch 256 in fixed order.
+        augment = training.augmenter(seed=self.seed, stream=1) if cfg.augment else None
         self.net = StabilityNet(self.encoder, centers, cfg, augment)
-        self.net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+        self.net.compile(optimizer=self._optimizer())
         self.net(x[:2])
         chunk = min(cfg.log_every, cfg.cluster_iters)
-        epochs = -(-cfg.cluster_iters // chunk)
-        timer, callbacks = training.EpochTimer(), []
-        if y is not None:
-            logger = training.EvalLogger(self.predict, x, y, chunk)
-            callbacks.append(logger)
-        hist = self.net.fit(training.fixed_order_batches(x, cfg.batch_size), steps_per_epoch=chunk, shuffle=False,
-                            epochs=epochs, verbose=self.verbose, callbacks=[timer] + callbacks)
-        self.history["cluster"] = {"loss": [float(v) for v in hist.history["loss"]],
-                                   "chunk_seconds": timer.durations, "steps_per_chunk": chunk,
-                                   "iterations": epochs * chunk}
-        if y is not None:
+        epochs = cfg.cluster_iters // chunk if chunk else 0
+        logger = training.EvalLogger(self.predict, x, y, chunk) if y is not None else None
+        fit = checkpoint.resumable_fit(
+            self.net, lambda e: training.fixed_order_batches(x, cfg.batch_size, e * chunk), phase="cluster",
+            epochs=epochs, steps_per_epoch=chunk, checkpoint=self.checkpoint, callbacks=[logger] if logger else [],
+            get_state=lambda: {"eval": logger.log} if logger else {},
+            set_state=lambda s: logger.log.extend(s.get("eval", [])) if logger else None, verbose=self.verbose)
+        self.history["cluster"] = {"loss": checkpoint.curve(fit["logs"], "loss"), "chunk_seconds": fit["epoch_seconds"],
+                                   "steps_per_chunk": chunk, "iterations": epochs * chunk,
+                                   "optimizer": cfg.cluster_optimizer, "resumed_at": fit["resumes"]}
+        if logger is not None:
             self.history["cluster"]["eval"] = logger.log
         return self
 
@@ -261,9 +293,10 @@ class DECS:
         return np.argmax(self.predict_proba(x), axis=1)
 
 
-def run(data, config, seed, cache_dir=None, verbose=1):
+def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
     """One training run for the reproduction CLI: returns labels, embedding, centres and history."""
-    model = DECS(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose).fit(data.x, data.y)
+    model = DECS(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose,
+                 checkpoint_dir=checkpoint_dir).fit(data.x, data.y)
     z = model.embed(data.x)
     return {"labels": model.predict(data.x), "embedding": z, "centers": ops.convert_to_numpy(model.net.centers),
             "kmeans_labels": model.kmeans_labels_, "history": model.history}

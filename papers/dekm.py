@@ -269,12 +269,14 @@ class DEKM:
         self.encoder, self.decoder = build(x.shape[1:], dim)
         cache = None
         if self.cache_dir is not None:
-            key = training.config_hash({**cfg.autoencoder_part(), "dim": dim, "shape": list(x.shape),
-                                        "seed": self.seed, "x_sum": float(np.sum(x, dtype=np.float64))})
+            key = training.config_hash({**cfg.autoencoder_part(), "dim": dim, **training.data_fingerprint(x),
+                                        "seed": self.seed, "code": training.code_fingerprint(
+                                            build, training.AutoencoderTrainer, training.pretrain_autoencoder,
+                                            training.shuffled_batches)})
             cache = f"{self.cache_dir}/ae_seed{self.seed}_{key}.weights.h5"
         self.history["pretrain"] = training.pretrain_autoencoder(
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate, cache=cache, verbose=self.verbose)
+            learning_rate=cfg.learning_rate, cache=cache, seed=self.seed, verbose=self.verbose)
         return self
 
     def embed(self, x):

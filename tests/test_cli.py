@@ -1,8 +1,10 @@
 """reproduce.sh: bad input gets one error line and a non-zero exit; a smoke run writes its files."""
 import json
+import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from common import cli
@@ -10,8 +12,9 @@ from common import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args):
-    return subprocess.run([str(ROOT / "reproduce.sh"), *args], capture_output=True, text=True, timeout=600)
+def run(*args, cache=None):
+    env = {**os.environ, "REPRO_CACHE_DIR": str(cache)} if cache else None
+    return subprocess.run([str(ROOT / "reproduce.sh"), *args], capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -21,6 +24,7 @@ def run(*args):
     (("decs", "usps", "--seeds", "a,b"), "bad --seeds"),
     (("decs", "usps", "--set", "nokey=1"), "bad --set"),
     (("decs", "usps", "--set", "variant=other"), "variant must be"),
+    (("decs", "usps", "--set", "log_every=300", "--profile", "paper"), "must be a multiple of log_every"),
 ])
 def test_bad_input_one_line_nonzero(args, message, tmp_path):
     p = run(*args, "--out", str(tmp_path))
@@ -50,18 +54,27 @@ def test_missing_data_keeps_existing_results(tmp_path, monkeypatch):
 
 
 def test_smoke_run_writes_results(tmp_path):
-    p = run("decs", "usps", "--profile", "smoke", "--seeds", "0", "--out", str(tmp_path), "--quiet")
+    cache = tmp_path / "cache"
+    out = tmp_path / "results"
+    p = run("decs", "usps", "--profile", "smoke", "--seeds", "0", "--out", str(out), "--quiet", cache=cache)
     assert p.returncode == 0, p.stderr[-3000:]
-    folder = tmp_path / "decs" / "usps" / "smoke"
+    folder = out / "decs" / "usps" / "smoke"
     rec = json.loads((folder / "seed0.json").read_text())
     assert rec["profile"] == "smoke" and rec["config"]["ae_epochs"] == 2 and rec["n_samples"] == 300
-    assert set(rec["metrics"]) >= {"acc", "nmi", "ari"} and rec["environment"]["backend"]
-    assert (folder / "seed0.npz").is_file() and (folder / "curves.png").is_file()
-    assert "ACC  ours" in p.stdout and "paper 0.992" in p.stdout
-    # the pretrained autoencoder is cached and reused for an identical config
-    assert len(list((folder / "cache").glob("ae_seed0_*.weights.h5"))) == 1
-    p2 = run("decs", "usps", "--profile", "smoke", "--seeds", "0", "--out", str(tmp_path), "--quiet",
-             "--set", "variant=code")
+    assert set(rec["metrics"]) >= {"acc", "nmi", "ari", "nonempty_clusters", "smallest_cluster"}
+    assert sum(rec["cluster_sizes"]) == 300 and len(rec["cluster_sizes"]) == 10
+    assert rec["metrics"]["nonempty_clusters"] == sum(s > 0 for s in rec["cluster_sizes"])
+    assert rec["environment"]["backend"] and len(rec["git"]["commit"]) == 40 and "dirty" in rec["git"]
+    arrays = np.load(folder / "seed0.npz")
+    assert len(arrays["labels"]) == 300 and len(arrays["embedding"]) == len(arrays["sample_index"]) == 300
+    assert (folder / "curves.png").is_file()
+    assert "ACC" in p.stdout and "paper 0.992" in p.stdout
+    # nothing in the work tree: the pretrained autoencoder is cached in the per-user cache and reused for an
+    # identical config; the run's checkpoint is removed once its result is written
+    assert len(list((cache / "decs" / "usps").glob("ae_seed0_*.weights.h5"))) == 1
+    assert not list((cache / "decs" / "usps").glob("runs/*/*.json")) and not (folder / "cache").exists()
+    p2 = run("decs", "usps", "--profile", "smoke", "--seeds", "0", "--out", str(out), "--quiet",
+             "--set", "variant=code", cache=cache)
     assert p2.returncode == 0, p2.stderr[-3000:]
     rec2 = json.loads((folder / "variant=code" / "seed0.json").read_text())
     assert rec2["history"]["pretrain"]["cached"] and rec2["config"]["lam"] == 0.4
