@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from common import results, training
+from common import checkpoint, results, training
 
 # Paper-reported numbers (Table 1: ACC, NMI in %, NMI = I / max(H(l), H(c)); Table 3: DCSS as a framework).
 # Data copied from the paper, not ours. None where the paper prints a dash. Datasets we cannot run
@@ -255,9 +255,10 @@ class Config:
 PROFILES = {
     # smoke: CI check of every code path (phase 2 reaches the q-space epochs), not a result.
     "smoke": {"subset_per_class": 20, "ae_epochs": 2, "phase1_epochs": 1, "phase2_epochs": 6, "eval_every": 1},
-    # quick: ~1 s per step of batch 500 on 2 shared CPU cores; phase 1 costs K steps per batch (USPS: 190 per
-    # epoch), so the quick budget is 6 pre-training epochs, 1 phase-1 epoch, 10 phase-2 epochs (5 in u, 5 in q).
-    "quick": {"ae_epochs": 6, "phase1_epochs": 1, "phase2_epochs": 10, "eval_every": 1},
+    # quick: every phase acts. Phase 1 costs K optimiser steps per batch (USPS: 190 steps, ~100 s per epoch on
+    # 2 CPU cores), so it gets 4 epochs = 2 centre updates (T1 = 2); pre-training 20 epochs (~10 s each);
+    # phase 2 10 epochs (5 in u space, 5 in q space). About 11 min per USPS seed on a quiet CPU.
+    "quick": {"ae_epochs": 20, "phase1_epochs": 4, "phase2_epochs": 10, "eval_every": 1},
     "paper": {"ae_epochs": 200, "phase1_epochs": 200, "phase2_epochs": 20, "eval_every": 10},
 }
 
@@ -312,16 +313,12 @@ class Phase1Net(keras.Model):
         return total
 
 
-def k_step_batches(x, batch_size, n_clusters, seed=0):
-    """Endless stream for Phase1Net.fit: each shuffled batch repeated K times with k = 0, ..., K-1."""
-    rng = np.random.default_rng(seed)
-    n = len(x)
-    while True:
-        order = rng.permutation(n)
-        for start in range(0, n, batch_size):
-            xb = x[np.sort(order[start:start + batch_size])]
-            for k in range(n_clusters):
-                yield ((xb, np.full(len(xb), k, dtype="int32")),)
+def k_step_batches(x, batch_size, n_clusters, seed=0, start_epoch=0):
+    """Endless stream for Phase1Net.fit: each shuffled batch repeated K times with k = 0, ..., K-1; epoch e shuffled
+    by ``default_rng([seed, e])``, so a resumed run continues the same stream."""
+    for (xb,) in training.shuffled_batches(x, batch_size, seed, start_epoch):
+        for k in range(n_clusters):
+            yield ((xb, np.full(len(xb), k, dtype="int32")),)
 
 
 class Phase2Net(keras.Model):
@@ -336,6 +333,7 @@ class Phase2Net(keras.Model):
         self.use_q = self.add_weight(shape=(), initializer="zeros", trainable=False, name="use_q")
         self.similar_tracker = keras.metrics.Mean(name="similar_pairs")
         self.dissimilar_tracker = keras.metrics.Mean(name="dissimilar_pairs")
+        self.space_tracker = keras.metrics.Mean(name="q_space")  # 1 when the step used Eq. (5): logged, not assumed
 
     def call(self, x, training=False):
         u = self.encoder(x, training=training)
@@ -349,6 +347,7 @@ class Phase2Net(keras.Model):
         n_sim, n_dis = pair_counts(s, self.cfg.zeta, self.cfg.gamma)
         self.similar_tracker.update_state(n_sim)
         self.dissimilar_tracker.update_state(n_dis)
+        self.space_tracker.update_state(ops.cast(self.use_q > 0.5, "float32"))
         return pairwise_loss(s, q, self.cfg.zeta, self.cfg.gamma)                    # Eq. (4) / Eq. (5)
 
 
@@ -368,6 +367,17 @@ class CenterUpdate(keras.callbacks.Callback):
         self.count += 1
 
 
+class SimilaritySpace(keras.callbacks.Callback):
+    """Algorithm 1, phase 2: u-space similarities p_i^T p_j (Eq. 4) in the first T2 epochs, q_i^T q_j (Eq. 5) after."""
+
+    def __init__(self, T2):
+        super().__init__()
+        self.T2 = T2
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.use_q.assign(1.0 if epoch >= self.T2 else 0.0)
+
+
 class SparseEvalLogger(training.EvalLogger):
     """common.training.EvalLogger every ``every`` epochs (and at the last); labels feed the log only."""
 
@@ -381,12 +391,25 @@ class SparseEvalLogger(training.EvalLogger):
             self.log[-1]["epoch"] = epoch + 1
 
 
+def _phase_state(logger, center_cb):
+    """get_state / set_state for common.checkpoint: the evaluation log and the centre-update count."""
+    def get():
+        return {"eval": logger.log if logger else [], "center_updates": center_cb.count}
+
+    def set_(state):
+        if logger:
+            logger.log.extend(state.get("eval", []))
+        center_cb.count = state.get("center_updates", 0)
+    return get, set_
+
+
 class DCSS:
     """Algorithm 1: pre-trained AE + k-means centres, phase 1 (K runs per batch), phase 2 (MNet), argmax q."""
 
-    def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1):
+    def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1, checkpoint_dir=None):
         self.n_clusters, self.cfg, self.seed, self.verbose = n_clusters, config or Config(), seed, verbose
         self.cache_dir = cache_dir
+        self.checkpoint = checkpoint.Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         self.history = {}
         # The code each cached stage depends on (part of its cache key; comments and docstrings aside).
         ae = (_bn, bottleneck, _transposed, build_autoencoder, training.AutoencoderTrainer,
@@ -464,28 +487,27 @@ class DCSS:
         n_batches = -(-len(x) // cfg.batch_size)
         steps = n_batches * K  # K successive optimiser steps per batch
         center_cb = CenterUpdate(self, x, every=cfg.T1)
-        timer = training.EpochTimer()
-        callbacks = [center_cb, timer]
-        if y is not None:
-            logger = SparseEvalLogger(lambda a: self.predict_u(a, net.centers), x, y, steps,
-                                      cfg.eval_every, cfg.phase1_epochs)
-            callbacks.append(logger)
-        hist = {}
-        if cfg.phase1_epochs > 0:
-            hist = net.fit(k_step_batches(x, cfg.batch_size, K, self.seed), steps_per_epoch=steps,
-                           epochs=cfg.phase1_epochs, verbose=self.verbose, callbacks=callbacks).history
+        logger = None if y is None else SparseEvalLogger(lambda a: self.predict_u(a, net.centers), x, y, steps,
+                                                         cfg.eval_every, cfg.phase1_epochs)
+        get_state, set_state = _phase_state(logger, center_cb)
+        fit = checkpoint.resumable_fit(
+            net, lambda e: k_step_batches(x, cfg.batch_size, K, self.seed, e), phase="phase1",
+            epochs=cfg.phase1_epochs, steps_per_epoch=steps, callbacks=[center_cb] + ([logger] if logger else []),
+            checkpoint=cache and checkpoint.Checkpoint(str(cache) + ".ckpt"), get_state=get_state,
+            set_state=set_state, verbose=self.verbose)
         history = {
-            "loss": [float(v) for v in hist.get("loss", [])],
-            "reconstruction": [float(v) for v in hist.get("reconstruction", [])],
-            "centering": [float(v) for v in hist.get("centering", [])],
-            "epoch_seconds": timer.durations, "steps_per_epoch": steps, "batches_per_epoch": n_batches,
+            "loss": checkpoint.curve(fit["logs"], "loss"),
+            "reconstruction": checkpoint.curve(fit["logs"], "reconstruction"),
+            "centering": checkpoint.curve(fit["logs"], "centering"),
+            "epoch_seconds": fit["epoch_seconds"], "steps_per_epoch": steps, "batches_per_epoch": n_batches,
             "optimizer_steps": int(ops.convert_to_numpy(net.optimizer.iterations)),
-            "center_updates": center_cb.count}
-        if y is not None:
+            "center_updates": center_cb.count, "resumed_at": fit["resumes"]}
+        if logger is not None:
             history["eval"] = logger.log
         if cache is not None:  # the history first: the weights file is what marks the cache as complete
             results.write_json(curves, history)
             training.save_weights_atomically(net, cache)
+            checkpoint.Checkpoint(str(cache) + ".ckpt").clear()
         self._phase1_done(net, x, history)
 
     def _phase1_done(self, net, x, history):
@@ -503,51 +525,31 @@ class DCSS:
         net.compile(optimizer=MultiRateAdam(cfg.lr_mnet, self.encoder.trainable_variables, cfg.lr_ae / cfg.lr_mnet))
         net(x[:2])
         steps = -(-len(x) // cfg.batch_size)
-        data = _shuffled_batches(x, cfg.batch_size, self.seed + 1)
-        hist, seconds = {}, []
-        stages = [(0, min(cfg.T2, cfg.phase2_epochs), 0.0), (min(cfg.T2, cfg.phase2_epochs), cfg.phase2_epochs, 1.0)]
-        eval_log = []
-        for start, stop, use_q in stages:  # Eq. (4) for the first T2 epochs, then Eq. (5)
-            if stop <= start:
-                continue
-            net.use_q.assign(use_q)
-            timer = training.EpochTimer()
-            callbacks = [CenterUpdate(self, x, every=1, until=cfg.T2), timer]  # line 14: first T2 epochs
-            if y is not None:
-                logger = SparseEvalLogger(self.predict, x, y, steps, 1, stop)
-                callbacks.append(logger)
-            h = net.fit(data, steps_per_epoch=steps, initial_epoch=start, epochs=stop, verbose=self.verbose,
-                        callbacks=callbacks).history
-            for key, vals in h.items():
-                hist.setdefault(key, []).extend(float(v) for v in vals)
-            seconds += timer.durations
-            if y is not None:
-                eval_log += logger.log
+        center_cb = CenterUpdate(self, x, every=1, until=cfg.T2)  # line 14: centres updated in the first T2 epochs
+        logger = None if y is None else SparseEvalLogger(self.predict, x, y, steps, 1, cfg.phase2_epochs)
+        get_state, set_state = _phase_state(logger, center_cb)
+        fit = checkpoint.resumable_fit(
+            net, lambda e: training.shuffled_batches(x, cfg.batch_size, self.seed + 1, e), phase="phase2",
+            epochs=cfg.phase2_epochs, steps_per_epoch=steps, checkpoint=self.checkpoint,
+            callbacks=[SimilaritySpace(cfg.T2), center_cb] + ([logger] if logger else []),
+            get_state=get_state, set_state=set_state, verbose=self.verbose)
         self.centers = ops.convert_to_numpy(net.centers)
-        self.history["phase2"] = {"loss": hist.get("loss", []), "similar_pairs": hist.get("similar_pairs", []),
-                                  "dissimilar_pairs": hist.get("dissimilar_pairs", []),
-                                  "pairs_per_batch": cfg.batch_size * (cfg.batch_size - 1) // 2,
-                                  "epoch_seconds": seconds, "steps_per_epoch": steps,
-                                  "similarity_space": ["u"] * min(cfg.T2, cfg.phase2_epochs)
-                                  + ["q"] * max(cfg.phase2_epochs - cfg.T2, 0)}
-        if y is not None:
-            self.history["phase2"]["eval"] = eval_log
+        curve = {key: checkpoint.curve(fit["logs"], key) for key in ("loss", "similar_pairs", "dissimilar_pairs")}
+        self.history["phase2"] = {**curve, "pairs_per_batch": cfg.batch_size * (cfg.batch_size - 1) // 2,
+                                  "epoch_seconds": fit["epoch_seconds"], "steps_per_epoch": steps,
+                                  "center_updates": center_cb.count, "resumed_at": fit["resumes"],
+                                  # the similarity each epoch's steps used, as logged by the loss (Eq. 4: u, Eq. 5: q)
+                                  "similarity_space": ["q" if v > 0.5 else "u"
+                                                       for v in checkpoint.curve(fit["logs"], "q_space")]}
+        if logger is not None:
+            self.history["phase2"]["eval"] = logger.log
 
 
-def _shuffled_batches(x, batch_size, seed=0):
-    """Endless shuffled batches (a new permutation every pass), as the authors' data loader."""
-    rng = np.random.default_rng(seed)
-    n = len(x)
-    while True:
-        order = rng.permutation(n)
-        for start in range(0, n, batch_size):
-            yield (x[np.sort(order[start:start + batch_size])],)
-
-
-def run(data, config, seed, cache_dir=None, verbose=1):
+def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
     """One training run for the reproduction CLI (labels = argmax q, final iterate; DCSS_u as an extra label set)."""
     t0 = time.perf_counter()
-    model = DCSS(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose).fit(data.x, data.y)
+    model = DCSS(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose,
+                 checkpoint_dir=checkpoint_dir).fit(data.x, data.y)
     q = model.predict_proba(data.x)
     model.history["seconds"] = time.perf_counter() - t0
     return {"labels": np.argmax(q, axis=1), "embedding": model.embed(data.x), "centers": model.centers,

@@ -29,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from common import metrics, training
+from common import checkpoint, metrics, training
 
 # Table III of the paper (ACC %, NMI %), as fractions; None where the paper prints a dash.
 # Paper-reported data, not ours. Starred entries of the paper (from the original papers) are not marked.
@@ -230,12 +230,15 @@ class GreedyNet(keras.Model):
         return ops.mean(per_sample)
 
 
-def _batches(x, order, batch_size):
-    """Endless (x_batch, index_batch) pairs in a fixed order, wrapping around (last batch partial)."""
+def _batches(x, order, batch_size, start_step=0):
+    """Endless (x_batch, index_batch) pairs in a fixed order, wrapping around (last batch partial), from step
+    ``start_step`` of that cycle on (a resumed run)."""
+    starts = list(range(0, len(order), batch_size))
+    i = start_step % len(starts)
     while True:
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            yield ((x[idx], idx.astype("int32")),)
+        idx = order[starts[i]:starts[i] + batch_size]
+        yield ((x[idx], idx.astype("int32")),)
+        i = (i + 1) % len(starts)
 
 
 class _Alternation(keras.callbacks.Callback):
@@ -254,9 +257,10 @@ class _Alternation(keras.callbacks.Callback):
 class DEKM:
     """Algorithm 1: autoencoder (Eq. 1), then alternate k-means (Eq. 2) + V (Eq. 4) and Eq. (6) steps."""
 
-    def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1):
+    def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1, checkpoint_dir=None):
         self.n_clusters, self.cfg, self.seed, self.verbose = n_clusters, config or Config(), seed, verbose
         self.cache_dir, self.history = cache_dir, {}
+        self.checkpoint = checkpoint.Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         self.rng = np.random.default_rng(seed)
         self.snapshots = None  # set to [] to keep (h, labels, centers, V) of every update (Fig. 1)
 
@@ -314,8 +318,9 @@ class DEKM:
         if loss is not None:
             entry["loss"] = loss
         if self.y is not None:  # evaluation log only; nothing reads it back
-            entry.update({m: v for m, v in metrics.evaluate(self.y, labels).items() if m in ("acc", "nmi", "ari")})
+            entry.update(training.evaluate_log(self.y, labels, n_clusters=k))
         self.log.append(entry)
+        self._last_update_end = time.perf_counter()
         return changed < cfg.stop_tol * len(self.x)
 
     def fit(self, x, y=None):
@@ -337,31 +342,46 @@ class DEKM:
         self.net.compile(optimizer=opt)
         self.net((x[:2], np.arange(2, dtype="int32")))
         self._n_init, self._t0 = cfg.kmeans_n_init, time.perf_counter()
-        # k-means on the pre-trained embedding: the AE+k-means baseline and the first update.
+        # k-means on the pre-trained embedding: the AE+k-means baseline and the first update (a resumed run
+        # repeats it, identically, then takes the later state from its checkpoint).
         converged = self._update(iteration=0)
         self.history["kmeans_labels"] = self.labels.copy()
         self.initial_embedding = self.h
         order = self.rng.permutation(n) if cfg.shuffle_order else np.arange(n)
         batch = n if (cfg.full_batch and not chunks) else cfg.batch_size
         steps = cfg.update_interval * (chunks or 1)  # full batch: one pass of ``chunks`` batches per iteration
-        epochs = cfg.max_iters // cfg.update_interval
-        timer = training.EpochTimer()
-        hist = {"loss": []}
-        t0 = time.perf_counter()
-        if not converged and epochs > 0:
-            hist = self.net.fit(_batches(x, order, batch), steps_per_epoch=steps, epochs=epochs, shuffle=False,
-                                verbose=self.verbose, callbacks=[_Alternation(self), timer]).history
-        seconds = time.perf_counter() - t0
-        iters = len(timer.durations) * cfg.update_interval
+        epochs = 0 if converged else cfg.max_iters // cfg.update_interval
+        fit = checkpoint.resumable_fit(
+            self.net, lambda e: _batches(x, order, batch, e * steps), phase="cluster", epochs=epochs,
+            steps_per_epoch=steps, checkpoint=self.checkpoint, callbacks=[_Alternation(self)],
+            get_state=self._state, set_state=self._set_state, verbose=self.verbose)
+        tail = time.perf_counter() - self._last_update_end if self.log[1:] else 0.0
+        iters = len(fit["epoch_seconds"]) * cfg.update_interval
+        seconds = float(sum(fit["epoch_seconds"]))  # all sessions of a resumed run; the initial update excluded
         update_s = float(sum(e["update_seconds"] for e in self.log[1:]))
-        train_s = float(np.sum(timer.durations)) - update_s  # the timer's chunks include the update callback
+        train_s = seconds - update_s  # an epoch's time includes the update at its end
         self.history["cluster"] = {
-            "loss": [float(v) for v in hist.get("loss", [])], "iterations": iters, "updates": len(self.log) - 1,
+            "loss": checkpoint.curve(fit["logs"], "loss"), "iterations": iters, "updates": len(self.log) - 1,
             "converged": bool(self.log[-1]["changed"] < cfg.stop_tol * n), "seconds": seconds,
-            "chunk_seconds": timer.durations, "update_seconds_total": update_s,
+            "chunk_seconds": fit["epoch_seconds"], "update_seconds_total": update_s,
+            "seconds_after_last_update": tail, "resumed_at": fit["resumes"],
             "iterations_per_second": iters / seconds if seconds > 0 else None,
             "step_iterations_per_second": iters / train_s if train_s > 0 else None, "eval": self.log}
         return self
+
+    def _state(self):
+        """What the updates keep outside the network (V and the targets are network variables), for checkpoints."""
+        return {"labels": self.labels.tolist(), "centers": self.centers.tolist(), "v": self.v.tolist(),
+                "eigenvalues": self.eigenvalues.tolist(), "n_init": self._n_init,
+                "rng": self.rng.bit_generator.state, "log": self.log}
+
+    def _set_state(self, state):
+        self.labels, self.centers = np.asarray(state["labels"]), np.asarray(state["centers"])
+        self.v, self.eigenvalues = np.asarray(state["v"]), np.asarray(state["eigenvalues"])
+        self._n_init, self.log = state["n_init"], state["log"]
+        self.rng.bit_generator.state = state["rng"]
+        self.h = self.embed(self.x)  # the encoder as restored = as at the checkpointed update
+        self._t0 = time.perf_counter() - self.log[-1]["seconds"]  # the log's clock continues
 
     def predict(self, x=None):
         """Line 9: the clusters of the last k-means (on the final embedding); for new x, nearest centroid."""
@@ -380,11 +400,12 @@ def prepare(data):
     return np.clip(ops.convert_to_numpy(x), 0.0, 1.0).astype(np.float32)
 
 
-def run(data, config, seed, cache_dir=None, verbose=1):
+def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
     """One training run for the reproduction CLI: returns labels, embedding, centres and history
     (+ the initial AE embedding and its k-means labels, saved in the .npz for Fig. 5)."""
     x = prepare(data)
-    model = DEKM(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose).fit(x, data.y)
+    model = DEKM(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose,
+                 checkpoint_dir=checkpoint_dir).fit(x, data.y)
     km_labels = model.history.pop("kmeans_labels")
     return {"labels": model.labels, "embedding": model.h, "centers": model.centers.astype(np.float32),
             "kmeans_labels": km_labels, "history": model.history,

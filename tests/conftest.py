@@ -1,11 +1,14 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tests never touch the user's cache of pre-trained weights and checkpoints.
+os.environ["REPRO_CACHE_DIR"] = tempfile.mkdtemp(prefix="repro-test-cache-")
 if not os.environ.get("CLUSTER_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
     os.environ["CLUSTER_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
 

@@ -189,3 +189,77 @@ def test_reproduce_killed_mid_run_resumes_to_the_same_result(tmp_path):
                                   np.load(tmp_path / "ref" / folder / "seed0.npz")["labels"])
     assert got["metrics"] == ref["metrics"]
     assert not list(runs.glob("*/cluster.json"))
+
+
+def _crash_after(monkeypatch, stops):
+    """Makes the checkpoint callback raise Interrupt after its n-th epoch end (counted over all phases)."""
+    from common import checkpoint
+
+    calls = {"n": 0}
+    original = checkpoint._Saver.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)
+        calls["n"] += 1
+        if calls["n"] in stops:
+            raise Interrupt
+
+    monkeypatch.setattr(checkpoint._Saver, "on_epoch_end", on_epoch_end)
+
+
+@pytest.mark.parametrize("full_batch", [False, True])
+def test_dekm_interrupted_between_updates_gives_the_uninterrupted_result(tmp_path, monkeypatch, full_batch):
+    """Labels, centres, V, the k-means schedule (n_init, random states) and the update log survive a restart."""
+    from common import checkpoint
+    from papers import dekm
+
+    x, y = _images(60, seed=2)
+    monkeypatch.setattr(checkpoint, "SAVE_EVERY_SECONDS", 0.0)
+    cfg = dekm.Config(ae_epochs=2, batch_size=16, update_interval=3, max_iters=15, stop_tol=0.0,
+                      kmeans_n_init=3, embedding_dim=4, full_batch=full_batch, strategy="random_y")
+
+    def fit(folder):
+        return dekm.DEKM(3, cfg, seed=1, cache_dir=folder, checkpoint_dir=folder / "run", verbose=0).fit(x, y)
+
+    ref = fit(tmp_path / "ref")
+    _crash_after(monkeypatch, {2 + 2})  # AE epochs are calls 1-2; crash after the second update
+    with pytest.raises(Interrupt):
+        fit(tmp_path / "run")
+    out = fit(tmp_path / "run")
+    assert out.history["cluster"]["resumed_at"] == [2] and out.history["cluster"]["updates"] == 5
+    np.testing.assert_array_equal(out.labels, ref.labels)
+    np.testing.assert_array_equal(out.centers, ref.centers)
+    np.testing.assert_array_equal(out.v, ref.v)
+    for a, b in zip(out.net.variables, ref.net.variables):
+        np.testing.assert_array_equal(_np(a), _np(b))
+    drop = ("seconds", "update_seconds")
+    assert [{k: v for k, v in e.items() if k not in drop} for e in out.log] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in ref.log]
+
+
+def test_dcss_interrupted_in_phase1_and_phase2_gives_the_uninterrupted_result(tmp_path, monkeypatch):
+    """Phase 1 (checkpoint beside its cache) and phase 2 (the run's checkpoint, across the u -> q switch)."""
+    from common import checkpoint
+    from papers import dcss
+
+    x, y = _images(40, seed=3)
+    monkeypatch.setattr(checkpoint, "SAVE_EVERY_SECONDS", 0.0)
+    cfg = dcss.Config(batch_size=20, ae_epochs=1, phase1_epochs=3, T1=1, phase2_epochs=3, T2=1, kmeans_n_init=2)
+
+    def fit(folder):
+        return dcss.DCSS(3, cfg, seed=0, cache_dir=folder, checkpoint_dir=folder / "run", verbose=0).fit(x, y)
+
+    ref = fit(tmp_path / "ref")
+    _crash_after(monkeypatch, {1 + 2, 1 + 3 + 2})  # AE epoch is call 1: crash after phase-1 epoch 2, phase-2 epoch 2
+    with pytest.raises(Interrupt):
+        fit(tmp_path / "run")
+    with pytest.raises(Interrupt):
+        fit(tmp_path / "run")
+    out = fit(tmp_path / "run")
+    assert out.history["phase1"].get("cached") and out.history["phase2"]["resumed_at"] == [2]
+    assert out.history["phase2"]["similarity_space"] == ["u", "q", "q"]
+    np.testing.assert_array_equal(out.predict(x), ref.predict(x))
+    np.testing.assert_array_equal(out.centers, ref.centers)
+    for a, b in zip(out.mnet.variables + out.encoder.variables, ref.mnet.variables + ref.encoder.variables):
+        np.testing.assert_array_equal(_np(a), _np(b))
+    assert out.history["phase2"]["loss"] == ref.history["phase2"]["loss"]
