@@ -130,19 +130,7 @@ def test_decs_interrupted_in_each_stage_gives_the_uninterrupted_result(tmp_path,
 
     ref = fit(tmp_path / "ref")
 
-    calls = {"n": 0}
-    original = checkpoint._Saver.on_epoch_end
-
-    def crash_at(stops):
-        def on_epoch_end(self, epoch, logs=None):
-            original(self, epoch, logs)
-            calls["n"] += 1
-            if calls["n"] in stops:
-                raise Interrupt
-        return on_epoch_end
-
-    # pre-training epochs are calls 1-3, clustering chunks 4-6: crash after AE epoch 2, then after chunk 1
-    monkeypatch.setattr(checkpoint._Saver, "on_epoch_end", crash_at({2, 4}))
+    _crash_after(monkeypatch, {2, 4})  # pre-training epochs are calls 1-3, clustering chunks 4-6
     with pytest.raises(Interrupt):
         fit(tmp_path / "run")
     ae_ckpt = list((tmp_path / "run").glob("ae_seed3_*.weights.h5.ckpt"))

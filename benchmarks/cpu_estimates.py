@@ -1,0 +1,113 @@
+"""CPU time of one paper-profile seed, estimated from rates measured in committed result files.
+
+    python -m benchmarks.cpu_estimates        # writes results/cpu_estimates.json, prints a markdown table
+
+Not a measurement of the paper profile: each row multiplies the paper's budget (papers/<name>.py PROFILES["paper"])
+by per-epoch / per-iteration times of a smaller run on this 2-core CPU (median over epochs, the first excluded,
+which includes graph compilation), and names that run and its load average (> 2: the cores were shared, so the
+estimate is pessimistic). Rows marked "scaled" carry a rate measured on another data set over by samples x pixels
+(convolution cost grows with both); they are order-of-magnitude figures. A DEKM row is an upper bound: its
+clustering stops at the first update where < 0.1 % of labels change, usually long before the iteration cap.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import results  # noqa: E402
+
+# (paper, dataset to estimate, measured run, the data set it was measured on)
+SOURCES = [
+    ("decs", "usps", "results/decs/usps/quick/seed0.json", "usps"),
+    ("decs", "mnist", "results/decs/usps/quick/seed0.json", "usps"),
+    ("dekm", "usps", "results/dekm/usps/timing_quiet_paper_seed0.json", "usps"),
+    ("dekm", "mnist", "results/dekm/mnist/quick/seed0.json", "mnist"),
+    ("dcss", "usps", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
+    ("dcss", "mnist", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
+]
+SIZES = {"usps": (9298, 16 * 16), "mnist": (70000, 28 * 28), "mnist-test": (10000, 28 * 28),
+         "fmnist": (70000, 28 * 28), "coil20": (1440, 28 * 28)}
+
+
+def _median(values):
+    values = list(values)[1:] or list(values)  # the first epoch includes graph compilation
+    return float(np.median(values)) if values else float("nan")
+
+
+def paper_budget(paper):
+    import dataclasses
+    import importlib
+
+    module = importlib.import_module(f"papers.{paper}")
+    budget = dict(module.PROFILES["paper"])
+    budget.pop("subset_per_class", None)
+    return dataclasses.asdict(module.Config(**budget))
+
+
+def rates(paper, run):
+    """Seconds per unit of each stage, from one result file."""
+    h = run["history"]
+    out = {"ae_epoch": _median(h["pretrain"].get("epoch_seconds", []))}
+    if paper == "decs":
+        c = h["cluster"]
+        out["iteration"] = _median(c["chunk_seconds"]) / c["steps_per_chunk"]
+    elif paper == "dekm":
+        c = h["cluster"]
+        out["iteration"] = 1.0 / c["step_iterations_per_second"]
+        out["update"] = c["update_seconds_total"] / max(c["updates"], 1)
+    elif paper == "dcss":
+        out["phase1_epoch"] = _median(h["phase1"]["epoch_seconds"])
+        out["phase2_epoch"] = _median(h["phase2"]["epoch_seconds"])
+    return out
+
+
+def estimate(paper, dataset, source, measured_on):
+    run = json.loads((ROOT / source).read_text())
+    r = rates(paper, run)
+    n0, p0 = SIZES[measured_on]
+    n1, p1 = SIZES[dataset]
+    scale = (n1 * p1) / (n0 * p0)  # per-epoch work; per-iteration work scales by pixels only
+    cfg = paper_budget(paper)
+    stages = {"pretrain": cfg["ae_epochs"] * r["ae_epoch"] * scale}
+    if paper == "decs":
+        stages["clustering"] = cfg["cluster_iters"] * r["iteration"] * p1 / p0
+    elif paper == "dekm":
+        updates = cfg["max_iters"] // cfg["update_interval"]
+        stages["clustering (at most)"] = cfg["max_iters"] * r["iteration"] * p1 / p0 + updates * r["update"] * n1 / n0
+    elif paper == "dcss":
+        stages["phase 1"] = cfg["phase1_epochs"] * r["phase1_epoch"] * scale
+        stages["phase 2"] = cfg["phase2_epochs"] * r["phase2_epoch"] * scale
+    load = run.get("load_average")
+    return {"paper": paper, "dataset": dataset, "hours": sum(stages.values()) / 3600,
+            "stages_hours": {k: v / 3600 for k, v in stages.items()}, "rates_seconds": r,
+            "measured_in": source, "measured_on": measured_on, "scaled": measured_on != dataset,
+            "source_load_average": load, "budget": {k: cfg[k] for k in cfg if k.endswith(("epochs", "iters"))}}
+
+
+def table(rows):
+    out = ["| paper | data set | paper-profile CPU hours per seed | stages (h) | rates from |",
+           "|---|---|---|---|---|"]
+    for e in rows:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in e["stages_hours"].items())
+        load = e["source_load_average"]
+        note = "load unknown" if load is None else f"load {load['start'][0]:.1f}"
+        src = f"`{e['measured_in']}` ({note}{', scaled from ' + e['measured_on'] if e['scaled'] else ''})"
+        bound = "≤ " if e["paper"] == "dekm" else ""
+        out.append(f"| {e['paper']} | {e['dataset']} | {bound}{e['hours']:.1f} | {stages} | {src} |")
+    return out
+
+
+def main():
+    rows = [estimate(*s) for s in SOURCES]
+    results.write_json(ROOT / "results" / "cpu_estimates.json",
+                       {"command": "python -m benchmarks.cpu_estimates", "note": __doc__.split("\n\n")[2],
+                        "estimates": rows})
+    print("\n".join(table(rows)))
+
+
+if __name__ == "__main__":
+    main()
