@@ -1,8 +1,10 @@
-"""Image data sets as float32 NHWC arrays in [0, 1] with integer labels.
+"""Image data sets as float32 NHWC arrays in [0, 1] with integer labels (REUTERS-10K: TF-IDF vectors (n, 2000)).
 
 Search order for each file: the directory in ``$CLUSTER_DATA_DIR``, then the standard
 places (Keras cache ``~/.keras/datasets``, Debian's ``/usr/share/datasets``), then the
 real download (when online). Content checksums (MD5 of the decompressed bytes) are verified.
+The data sets of Peng et al.'s Tables IV-V (DOWNLOAD_ONLY) come through tensorflow-datasets (CIFAR) and
+scikit-learn's RCV1 fetcher (REUTERS-10K) and need a download once.
 """
 import bz2
 import gzip
@@ -20,7 +22,7 @@ class DataError(RuntimeError):
 
 @dataclass
 class Dataset:
-    x: np.ndarray  # (n, H, W, C) float32 in [0, 1]
+    x: np.ndarray  # (n, H, W, C) float32 in [0, 1]; feature data sets (reuters10k): (n, m) float32, finite
     y: np.ndarray  # (n,) int64
     n_clusters: int
     name: str
@@ -210,6 +212,168 @@ def _two_mnist():
     return np.concatenate([xm, xf]), np.concatenate([ym, yf + 10])
 
 
+# --- Data sets of Peng et al. (SAIP), Tables IV-V: real loaders that need a download (tested offline on generated
+# data). CIFAR through tensorflow-datasets, REUTERS-10K through scikit-learn's RCV1 fetcher with DEC's preprocessing.
+CIFAR100_AQUATIC = ("beaver", "dolphin", "otter", "seal", "whale")  # CIFAR-100's first superclass, "aquatic mammals"
+CIFAR100_AQUATIC_IDS = (4, 30, 55, 72, 95)  # their fine label ids (fine_label_names.txt, alphabetical)
+
+
+def _tfds_default_dir():
+    return Path(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+
+
+def _tfds_load(name, split, data_dir, download):
+    """All examples of one split as NumPy arrays, and the builder's info (a seam for tests)."""
+    import tensorflow_datasets as tfds
+
+    ds, info = tfds.load(name, split=split, data_dir=str(data_dir), download=download, with_info=True)
+    batches = list(tfds.as_numpy(ds.batch(4096)))  # not batch_size=-1: it needs the split size in the metadata
+    if not batches:
+        raise DataError(f"{data_dir}/{name}: split {split!r} is empty")
+    return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}, info
+
+
+def _tfds(dataset, name, splits):
+    """The splits of TFDS data set ``name``: a prepared copy under <search dir>/tensorflow_datasets/ or TFDS's own
+    data dir, else downloaded and prepared into TFDS's data dir (once)."""
+    dirs = [d / "tensorflow_datasets" for d in search_dirs()] + [_tfds_default_dir()]
+    for d in dirs:
+        if (d / name).is_dir():
+            try:
+                return [_tfds_load(name, s, d, False) for s in splits]
+            except Exception as e:  # noqa: BLE001  (TFDS raises many kinds)
+                raise DataError(f"{d / name}: unreadable TFDS data ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    try:
+        return [_tfds_load(name, s, _tfds_default_dir(), True) for s in splits]
+    except Exception:  # noqa: BLE001  offline, or the server refused
+        where = os.environ.get("CLUSTER_DATA_DIR") or "$CLUSTER_DATA_DIR"
+        raise DataError(f"{dataset}: TFDS data set {name!r} not found and could not be downloaded; put the prepared "
+                        f"TFDS folder (made online by `tfds build {name}`) under {where}/tensorflow_datasets/ "
+                        f"(e.g. {where}/tensorflow_datasets/{name}/)") from None
+
+
+def _images(arr):
+    x = np.asarray(arr)
+    if x.ndim != 4 or x.dtype != np.uint8:
+        raise DataError(f"expected uint8 images (n, H, W, C), got {x.dtype} {x.shape}")
+    return x.astype(np.float32) / 255.0
+
+
+def _cifar10_test():
+    """Peng et al. §V-A2: the 10,000 CIFAR-10 test images (32x32x3, raw pixels), 10 classes."""
+    (ex, _), = _tfds("cifar10-test", "cifar10", ("test",))
+    return _images(ex["image"]), np.asarray(ex["label"], np.int64)
+
+
+def _cifar100_aquatic():
+    """Peng et al. §V-A2: CIFAR-100's first superclass, aquatic mammals (beaver, dolphin, otter, seal, whale),
+    train + test = 5 x 600 images; labels 0-4 in that order."""
+    parts = _tfds("cifar100-aquatic", "cifar100", ("train", "test"))
+    fine = list(CIFAR100_AQUATIC_IDS)
+    names = list(parts[0][1].features["label"].names) if parts[0][1] is not None else []
+    if names and not names[0].isdigit() and [names[i] for i in fine] != list(CIFAR100_AQUATIC):  # digits: no metadata
+        raise DataError(f"cifar100: fine labels {fine} are not {CIFAR100_AQUATIC} in this copy's metadata")
+    xs, ys = [], []
+    for ex, _ in parts:
+        label = np.asarray(ex["label"])
+        keep = np.isin(label, fine)
+        xs.append(_images(ex["image"])[keep])
+        ys.append(np.argmax(label[keep][:, None] == np.asarray(fine)[None, :], axis=1))  # CIFAR100_AQUATIC order
+    return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+
+# REUTERS-10K (DEC, Xie et al. 2016; Peng et al. §V-A2): documents of RCV1-v2 with exactly one of the root topics
+# CCAT, GCAT, MCAT, ECAT (labels 0-3 in that order), in DEC's file order (the four lyrl2004 test parts, then the
+# training part, each by document id); the 2,000 most frequent words; sublinear TF-IDF (scikit-learn's
+# TfidfTransformer, l2 norm, fitted on all those documents); the first 10,000 documents, scaled by sqrt(2000) and
+# permuted with NumPy's RandomState(1234) -- DEC's make_reuters_data. scikit-learn ships RCV1-v2 as ltc vectors,
+# w = (1 + ln tf) ln(23,149 / df_train) / norm (Lewis et al. 2004), not as tokens: dividing by the training idf
+# gives (1 + ln tf) up to a row scale, which the l2 norm removes; the term counts for "most frequent" are taken as
+# exp(v / min_row(v) - 1), i.e. assuming each document's rarest term occurs once. Columns keep RCV1's term order
+# (DEC's: alphabetical); DEC's CountVectorizer also drops one-character tokens, which RCV1's vectors cannot name.
+REUTERS_ROOTS = ("CCAT", "GCAT", "MCAT", "ECAT")
+RCV1_LAST_TRAIN_ID = 26150  # lyrl2004 training documents have ids 2286-26150; the test parts follow
+
+
+def reuters10k_from_rcv1(data, target, target_names, sample_id, n_docs=10000, n_words=2000, seed=1234):
+    """DEC's REUTERS-10K (x float32 (n_docs, n_words), y int64) from scikit-learn's fetch_rcv1 arrays."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    data = sparse.csr_matrix(data, dtype=np.float64)
+    names = [str(t) for t in target_names]
+    cols = [names.index(c) for c in REUTERS_ROOTS]
+    roots = np.asarray(sparse.csr_matrix(target)[:, cols].todense()) > 0
+    sample_id = np.asarray(sample_id).astype(np.int64)
+    train = sample_id <= RCV1_LAST_TRAIN_ID
+    order = np.lexsort((sample_id, train))  # test documents first, then training documents, each by id
+    docs = order[roots[order].sum(1) == 1]
+    y = roots[docs].argmax(1)
+    df_train = np.bincount(data[np.flatnonzero(train)].indices, minlength=data.shape[1])
+    idf_train = np.log(max(int(train.sum()), 1) / np.maximum(df_train, 1))
+    idf_train[(df_train == 0) | (idf_train <= 0)] = 1.0  # not used by RCV1-v2's vectors (features from training)
+    v = data[docs]
+    v.data = v.data / idf_train[v.indices]  # (1 + ln tf) times a row constant
+    row = np.repeat(np.arange(v.shape[0]), np.diff(v.indptr))
+    row_min = np.full(v.shape[0], np.inf)
+    np.minimum.at(row_min, row, v.data)
+    counts = v.copy()
+    counts.data = np.maximum(np.rint(np.exp(v.data / row_min[row] - 1.0)), 1.0)
+    totals = np.bincount(counts.indices, weights=counts.data, minlength=counts.shape[1])
+    words = np.sort(np.argsort(-totals, kind="stable")[:n_words])
+    tfidf = TfidfTransformer(norm="l2", sublinear_tf=True).fit_transform(counts[:, words])
+    x = np.asarray(tfidf[:n_docs].astype(np.float32).todense()) * np.sqrt(len(words))
+    perm = np.random.RandomState(seed).permutation(len(x))
+    return x[perm].astype(np.float32), y[:n_docs][perm].astype(np.int64)
+
+
+def _fetch_rcv1():
+    """scikit-learn's RCV1 bunch: a copy under <search dir>/scikit_learn_data/RCV1, else scikit-learn's data home
+    (downloaded there once, about 650 MB)."""
+    from sklearn.datasets import fetch_rcv1
+
+    for d in search_dirs():
+        if (d / "scikit_learn_data" / "RCV1").is_dir():
+            return fetch_rcv1(data_home=str(d / "scikit_learn_data"), download_if_missing=False)
+    return fetch_rcv1(download_if_missing=True)
+
+
+def _reuters10k():
+    """REUTERS-10K: DEC's own reuters10k/reutersidf10k.npy if present (a pickled dict {'data', 'label'}: load only a
+    file you trust), else our processed reuters10k/reuters10k.npz, else built from RCV1 and saved as the latter."""
+    dec = find("reuters10k/reutersidf10k.npy")
+    if dec is not None:
+        try:
+            d = np.load(dec, allow_pickle=True).item()
+            return np.asarray(d["data"], np.float32), np.asarray(d["label"], np.int64)
+        except (ValueError, KeyError, OSError, AttributeError) as e:
+            raise DataError(f"{dec}: not DEC's reutersidf10k.npy ({type(e).__name__})") from None
+    ours = find("reuters10k/reuters10k.npz")
+    if ours is not None:
+        with np.load(ours) as f:
+            return f["x"].astype(np.float32), f["y"].astype(np.int64)
+    try:
+        bunch = _fetch_rcv1()
+    except Exception:  # noqa: BLE001  offline, or no copy
+        where = os.environ.get("CLUSTER_DATA_DIR") or "$CLUSTER_DATA_DIR"
+        raise DataError("reuters10k: neither DEC's reutersidf10k.npy nor scikit-learn's RCV1 found, and the download "
+                        f"failed; put reutersidf10k.npy under {where}/reuters10k/ or scikit-learn's RCV1 folder (made "
+                        f"online by sklearn.datasets.fetch_rcv1) under {where}/scikit_learn_data/") from None
+    x, y = reuters10k_from_rcv1(bunch.data, bunch.target, bunch.target_names, bunch.sample_id)
+    target = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "datasets" / "reuters10k" / "reuters10k.npz"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, x=x, y=y)
+        os.replace(tmp, target)
+    except OSError:  # a read-only home: no cache, the data are still returned
+        pass
+    return x, y
+
+
+DOWNLOAD_ONLY = ("cifar10-test", "cifar100-aquatic", "reuters10k")  # not on the shared data folder: a download once
+
 LOADERS = {
     "usps": _usps,
     "mnist": lambda: _mnist_like("mnist", "mnist", ("train", "test")),
@@ -217,6 +381,9 @@ LOADERS = {
     "fmnist": lambda: _mnist_like("fashion-mnist", "fashion_mnist", ("train", "test")),
     "coil20": _coil20,
     "2mnist": _two_mnist,
+    "cifar10-test": _cifar10_test,
+    "cifar100-aquatic": _cifar100_aquatic,
+    "reuters10k": _reuters10k,
 }
 NAMES = tuple(LOADERS)
 
@@ -232,8 +399,10 @@ def load(name):
     if name not in LOADERS:
         raise DataError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)} (or <name>-imb<r>)")
     x, y = LOADERS[name]()
-    if x.ndim != 4 or len(x) != len(y) or not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
-        raise DataError(f"{name}: loaded data has shape {x.shape}, labels {y.shape} or values outside [0, 1]")
+    images = x.ndim == 4 and x.min() >= 0 and x.max() <= 1  # images in [0, 1]; feature vectors (n, m): any finite
+    if not (images or x.ndim == 2) or len(x) != len(y) or not np.all(np.isfinite(x)):
+        raise DataError(f"{name}: loaded data has shape {x.shape}, labels {y.shape}, non-finite values or images "
+                        "outside [0, 1]")
     return Dataset(x=x, y=y, n_clusters=int(np.unique(y).size), name=name)
 
 
