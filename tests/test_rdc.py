@@ -1,0 +1,454 @@
+"""R-DC equations against hand computations and float64 references (hand values: ../shared/specs/rdc.md §B9);
+gradient routing of phase 1; labels never read; an interrupted run resumes to the uninterrupted result."""
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from conftest import grad
+from papers import rdc
+
+RNG = np.random.default_rng(0)
+
+
+def _np(v):
+    return ops.convert_to_numpy(v)
+
+
+# --- PAPER_RESULTS ------------------------------------------------------------------------------------------------
+def test_paper_results_parsed_from_the_tables():
+    P = rdc.PAPER_RESULTS
+    assert P["R-DC"]["fmnist"] == {"acc": 0.666, "f1_macro": 0.657, "f1_micro": 0.666, "nmi": None}
+    assert P["DDC-UCO"]["fmnist"] == {"acc": 0.499, "f1_macro": 0.442, "f1_micro": 0.314, "nmi": None}
+    assert P["AE + K-means"]["cifar10"]["f1_macro"] == 0.514
+    assert P["VADE"]["pneumoniamnist"]["acc"] == 0.718 and P["DynAE"]["bloodmnist"]["f1_micro"] == 0.463
+    # Table 8, transposed to rows per phase combination
+    assert P["P1"]["fmnist"]["acc"] == 0.556 and P["P1&P3"]["bloodmnist"]["f1_macro"] == 0.495
+    assert P["P1&P2&P3"]["breastmnist"] == {"acc": 0.582, "f1_macro": 0.578, "f1_micro": 0.582, "nmi": None}
+    assert P["P1&P2"]["fmnist"] == P["R-DC"]["fmnist"]
+    assert len([m for m in P if "cifar10" in P[m]]) == 10
+    assert rdc.PAPER_TIMES["R-DC"] == {"fmnist": 425.0, "vesselmnist3d": 237.0, "pneumoniamnist": 199.0}
+
+
+@pytest.mark.parametrize("autoencoder,phases,row", [
+    ("acai", "P1", "P1"), ("acai", "P1P2", "R-DC"), ("acai", "P1P3", "P1&P3"), ("acai", "P1P2P3", "P1&P2&P3"),
+    ("plain", "P1", "AE + K-means"), ("plain", "P1P3", "DEC")])
+def test_method_of_names_a_paper_row_with_fmnist(autoencoder, phases, row):
+    assert rdc.method_of({"autoencoder": autoencoder, "phases": phases}) == row
+    assert rdc.PAPER_RESULTS[row]["fmnist"]["acc"] is not None
+
+
+def test_config_validation_and_table2():
+    cfg = rdc.Config().resolve("fmnist")
+    assert (cfg.alpha, cfg.beta) == (0.6, 0.6)
+    assert rdc.Config().resolve("pneumoniamnist").beta == 1.0
+    assert rdc.Config(alpha=0.3).resolve("mnist").alpha == 0.3 and rdc.Config().resolve("usps").beta == 0.6
+    for bad in ({"phases": "P2"}, {"autoencoder": "vae"}, {"alpha": 0.0}, {"beta": -1.0}, {"n_neighbors": 1},
+                {"stop_rule": "never"}, {"loss_form": "mean"}, {"noise_sigma": -0.1}, {"acai_schedule": "x"}):
+        with pytest.raises(ValueError):
+            rdc.Config(**bad)
+    assert set(rdc.PROFILES["smoke"]) - {"subset_per_class"} <= {"pretrain_iters", "max_iters", "dec_max_iters",
+                                                                 "log_every"}
+
+
+# --- Phase 1: Eqs. (1)-(2) ------------------------------------------------------------------------------------------
+def test_eq1_interpolation_pairs_each_code_with_the_reversed_batch():
+    z = np.array([[0.0, 0.0], [2.0, 4.0], [4.0, 0.0]], "float32")
+    got = _np(rdc.interpolate(z, np.array([1.0, 0.25, 0.5], "float32")))
+    # row i pairs with row B-1-i: (z0, z2), (z1, z1), (z2, z0)
+    np.testing.assert_allclose(got, [[0.0, 0.0], [2.0, 4.0], [2.0, 0.0]])
+    z = z[:2]  # the spec's hand value: row 1 = 0.25 z1 + 0.75 z0
+    np.testing.assert_allclose(_np(rdc.interpolate(z, np.array([1.0, 0.25], "float32"))), [[0.0, 0.0], [0.5, 1.0]])
+
+
+def test_eq1_eq2_by_hand_with_a_mean_critic():
+    # c(x) = mean of the entries: x = (1, 1), x_hat = (.5, .5), x_hat_phi = (.2, .4) -> c = .3, phi = .25, eta = .5
+    x, x_hat, x_phi = np.array([[1.0, 1.0]]), np.array([[0.5, 0.5]]), np.array([[0.2, 0.4]])
+    c_phi = x_phi.mean(1)
+    c_mix = rdc.mix_real(x, x_hat, 0.5).mean(1)
+    assert float(_np(rdc.ae_loss(x, x_hat, c_phi, 0.5))) == pytest.approx(0.295)       # .25 + .5 * .3^2
+    assert float(_np(rdc.critic_loss(c_phi, np.array([0.25]), c_mix))) == pytest.approx(0.565)  # .05^2 + .75^2
+
+
+def test_eq1_eq2_against_float64():
+    x, x_hat = RNG.uniform(size=(16, 4, 5, 1)), RNG.uniform(size=(16, 4, 5, 1))
+    c_phi, c_mix, phi = RNG.normal(size=16), RNG.normal(size=16), RNG.uniform(size=16)
+    total, rec, adv = rdc.ae_loss(x.astype("float32"), x_hat.astype("float32"), c_phi.astype("float32"), 0.5,
+                                  parts=True)
+    assert float(_np(rec)) == pytest.approx(np.mean((x - x_hat) ** 2), rel=1e-5)
+    assert float(_np(total)) == pytest.approx(np.mean((x - x_hat) ** 2) + 0.5 * np.mean(c_phi ** 2), rel=1e-5)
+    got = float(_np(rdc.critic_loss(c_phi.astype("float32"), phi.astype("float32"), c_mix.astype("float32"))))
+    assert got == pytest.approx(np.mean((c_phi - phi) ** 2) + np.mean(c_mix ** 2), rel=1e-5)
+
+
+def _tiny_ae(shape=(4, 5, 1), seed=0):
+    keras.utils.set_random_seed(seed)
+    enc, dec = rdc.build_autoencoder(shape, 3, hidden=(8,))
+    return enc, dec, rdc.build_critic(shape, hidden=(8,), out_dim=3)
+
+
+def test_frozen_critic_is_the_critic_with_the_same_input_gradient():
+    _, _, critic = _tiny_ae()
+    x = RNG.uniform(size=(5, 4, 5, 1))
+    np.testing.assert_allclose(_np(rdc.apply_frozen(critic, x.astype("float32"))), _np(critic(x.astype("float32"))),
+                               rtol=1e-6)
+    g_frozen = grad(lambda v: ops.sum(rdc.apply_frozen(critic, ops.cast(v, "float32"))), x)
+    g_live = grad(lambda v: ops.sum(critic(ops.cast(v, "float32"))), x)
+    assert np.abs(g_live).max() > 0
+    np.testing.assert_allclose(g_frozen, g_live, rtol=1e-5, atol=1e-8)
+
+
+def _weights(*models):
+    return [_np(w).copy() for m in models for w in m.trainable_weights]
+
+
+def _same(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_phase1_steps_route_gradients_to_their_own_network_only():
+    """An autoencoder step (Eq. 1) leaves the critic bit-identical, a critic step (Eq. 2) leaves the autoencoder
+    bit-identical, and over a few alternating steps both change."""
+    enc, dec, critic = _tiny_ae()
+    cfg = rdc.Config()
+    nets = {r: rdc.AcaiStep(enc, dec, critic, None, r, cfg, seed=i + 1) for i, r in enumerate(("ae", "critic"))}
+    x = RNG.uniform(size=(16, 4, 5, 1)).astype("float32")
+    for net in nets.values():
+        net.compile(optimizer=keras.optimizers.Adam(1e-2))
+    ae0, c0 = _weights(enc, dec), _weights(critic)
+    with rdc._quiet_missing_gradients():
+        nets["ae"].train_on_batch(x)
+    ae1, c1 = _weights(enc, dec), _weights(critic)
+    assert _same(c1, c0) and not _same(ae1, ae0)
+    with rdc._quiet_missing_gradients():
+        nets["critic"].train_on_batch(x)
+    assert _same(_weights(enc, dec), ae1) and not _same(_weights(critic), c1)
+    with rdc._quiet_missing_gradients():
+        for _ in range(3):  # the autoencoder's Adam has zero moments for the critic: still no update
+            nets["ae"].train_on_batch(x)
+    c2 = _weights(critic)
+    with rdc._quiet_missing_gradients():
+        nets["ae"].train_on_batch(x)
+    assert _same(_weights(critic), c2)
+    nets["critic"].reset_metrics()
+    with rdc._quiet_missing_gradients():
+        for _ in range(4):
+            nets["critic"].train_on_batch(x)
+    phi_var = float(nets["critic"].get_metrics_result()["phi_var"])  # per-sample phi ~ U[0, 1]: variance 1/12
+    assert 0.05 < phi_var < 0.12
+
+
+# --- Phase 2: Eqs. (3)-(15) -----------------------------------------------------------------------------------------
+Z1 = np.array([[0.0], [1.0], [1.5], [4.0], [10.0]])
+
+
+def _filters(z, m, alpha, beta):
+    d, nn = rdc.knn_exact(z, m)
+    core = _np(rdc.core_mask(d, alpha))
+    rel = _np(rdc.reliable_mask(d, beta))
+    sigma = _np(rdc.neighbour_centroids(z[nn], rel))
+    return d, nn, core, rel, sigma
+
+
+def test_filters_1d_by_hand():
+    d, nn, core, rel, sigma = _filters(Z1, 2, 0.6, 0.4)
+    np.testing.assert_allclose(d, [[1, 1.5], [0.5, 1], [0.5, 1.5], [2.5, 3], [6, 8.5]])       # Eq. (3)
+    np.testing.assert_allclose(_np(rdc.core_ratio(d)), [2 / 3, 1 / 2, 1 / 3, 5 / 6, 12 / 17], rtol=1e-12)  # (4)
+    assert core.tolist() == [True, False, False, True, True] and rdc.tau(core) == pytest.approx(0.6)  # (5), (15)
+    assert rel[core].tolist() == [[True, False]] * 3                                               # (9), beta .4
+    np.testing.assert_allclose(sigma[core, 0], [1.0, 1.5, 4.0])                                    # (11)
+    _, _, _, rel, sigma = _filters(Z1, 2, 0.6, 0.6)
+    assert rel[core].tolist() == [[True, True], [True, True], [True, False]]
+    np.testing.assert_allclose(sigma[core, 0], [1.25, 1.25, 4.0])
+
+
+def test_filters_2d_by_hand_core_means_homogeneous_not_dense():
+    z = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [5, 5], [5, 6], [9, 0]], dtype=float)
+    d, nn, core, rel, sigma = _filters(z, 3, 0.6, 0.5)
+    r = _np(rdc.core_ratio(d))
+    np.testing.assert_allclose(r, [2 ** -0.5] * 4 + [1 / 41 ** 0.5, 1 / 50 ** 0.5, 41 ** 0.5 / 8], rtol=1e-12)
+    assert np.flatnonzero(core).tolist() == [0, 1, 2, 3, 6] and rdc.tau(core) == pytest.approx(5 / 7)
+    np.testing.assert_allclose(sigma[0], [2 / 3, 2 / 3])
+    np.testing.assert_allclose(sigma[3], [1 / 3, 1 / 3])
+    np.testing.assert_allclose(sigma[6], [5, 5])  # the isolated (9, 0): neighbours at 6.40, 7.21, 8.00 -> core
+
+
+def test_thresholds_are_inclusive():
+    d = np.array([[1.0, 2.0]])                      # r = 0.5 exactly
+    assert bool(_np(rdc.core_mask(d, 0.5))[0]) and not bool(_np(rdc.core_mask(d, 0.5 + 1e-7))[0])   # Eq. (5): >=
+    assert float(_np(rdc.core_ratio(np.zeros((1, 3))))[0]) == 1.0    # M duplicates: r = 1
+    assert float(_np(rdc.core_ratio(np.array([[0.0, 1.0]])))[0]) == 0.0
+    d = np.array([[1.0, 1.25, 1.5]])                # h = (0, .25, .5) exactly
+    assert _np(rdc.reliable_mask(d, 0.25)).tolist() == [[True, True, False]]                      # Eq. (9): <=
+    assert _np(rdc.reliable_mask(d, 0.2499)).tolist() == [[True, False, False]]
+
+
+def test_self_excluded_by_index_duplicates_kept():
+    z = np.array([[0.0], [0.0], [0.0], [0.0], [1.0], [3.0]])  # four copies: self may fall outside the M+1 found
+    for m in (2, 3):
+        d, nn = rdc.knn_exact(z, m)
+        assert not np.any(nn == np.arange(len(z))[:, None])
+        assert np.all(d[:4, 0] == 0)
+    bank = z.astype("float32")
+    idx = np.array([0, 3, 4], "int32")
+    d, nn = rdc.neighbour_search(bank[idx], bank, idx, 3)
+    d, nn = _np(d), _np(nn)
+    assert not np.any(nn == idx[:, None])
+    np.testing.assert_allclose(d, [[0, 0, 0], [0, 0, 0], [1, 1, 1]])
+    assert float(_np(rdc.core_ratio(np.array([[0.0, 0.0, 1.0]])))[0]) == 0.0  # a duplicate at 0: r = 0
+
+
+def test_in_graph_search_equals_exact_neighbours():
+    z = RNG.normal(size=(300, 4)).astype("float32")
+    idx = np.sort(RNG.choice(300, 40, replace=False)).astype("int32")
+    d, nn = rdc.neighbour_search(z[idx], z, idx, 5)
+    d_ex, nn_ex = rdc.knn_exact(z, 5)
+    np.testing.assert_array_equal(_np(nn), nn_ex[idx])
+    np.testing.assert_allclose(_np(d), d_ex[idx], rtol=1e-5, atol=1e-6)
+    sigma = _np(rdc.neighbour_centroids(z[_np(nn)], rdc.reliable_mask(d, 0.3)))
+    np.testing.assert_allclose(sigma, _np(rdc.neighbour_centroids(z[nn_ex[idx]], rdc.reliable_mask(d_ex[idx], 0.3))),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_eq12_eq14_by_hand_and_targets_are_constants():
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    x_hat = np.array([[0.5, 0.0], [0.0, 0.0]])
+    g_sigma = np.array([[9.0, 9.0], [1.0, 1.0]])
+    z, sigma = np.array([[0.0, 0.0], [2.0, 0.0]]), np.array([[5.0, 5.0], [1.0, 1.0]])
+    core = np.array([False, True])
+    l1, l2 = rdc.proximity_losses(x, x_hat, g_sigma, z, sigma, core)
+    assert (float(_np(l1)), float(_np(l2))) == pytest.approx((1.125, 1.0))  # mean(.25, 2), mean(0, 2)
+    l1, l2 = rdc.proximity_losses(x, x_hat, g_sigma, z, sigma, core, form="code")
+    assert (float(_np(l1)), float(_np(l2))) == pytest.approx((56.25, 0.5))  # 100 * 2.25 / 4, 2 / 4
+
+    def total(**kw):
+        args = dict(x=x, x_hat=x_hat, g_sigma=g_sigma, z=z, sigma=sigma)
+        def f(v):
+            l1, l2 = rdc.proximity_losses(**{**args, **{next(iter(kw)): v}}, core=core)
+            return l1 + l2
+        return f
+    assert np.all(grad(total(sigma=None), sigma) == 0) and np.all(grad(total(g_sigma=None), g_sigma) == 0)
+    assert np.all(grad(total(x=None), x) == 0)
+    np.testing.assert_allclose(grad(total(x_hat=None), x_hat), [[-0.5, 0.0], [-1.0, -1.0]])  # 2(x_hat - t) / B
+    np.testing.assert_allclose(grad(total(z=None), z), [[0.0, 0.0], [1.0, -1.0]])           # core only
+
+
+@pytest.mark.parametrize("taus,no_increase,unchanged", [
+    ([0.5], False, False), ([0.5, 0.55], False, False), ([0.5, 0.55, 0.55], True, True),
+    ([0.5, 0.49], True, False), ([0.5, 0.55, 0.56], False, False)])
+def test_stopping_rule_at_its_threshold(taus, no_increase, unchanged):
+    assert rdc.should_stop(taus, "no_increase") is no_increase
+    assert rdc.should_stop(taus, "unchanged") is unchanged
+    assert rdc.should_stop(taus, "none") is False
+
+
+def test_proximity_step_writes_clean_codes_into_the_bank():
+    enc, dec, _ = _tiny_ae()
+    cfg = rdc.Config().resolve("fmnist")
+    net = rdc.ProximityNet(enc, dec, None, 20, cfg)
+    net.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = RNG.uniform(size=(20, 4, 5, 1)).astype("float32")
+    net.bank.assign(np.full((20, 3), 7.0, "float32"))
+    idx = np.array([2, 5, 11, 17], "int32")
+    before = _np(enc(x[idx]))
+    net.train_on_batch((x[idx], idx))
+    bank = _np(net.bank)
+    np.testing.assert_allclose(bank[idx], before, rtol=1e-6)
+    assert np.all(np.delete(bank, idx, axis=0) == 7.0)
+    assert not np.allclose(_np(enc(x[idx])), before)  # the step trained the encoder
+
+
+# --- Geometry, purity, noise, DEC ------------------------------------------------------------------------------------
+def test_twonn_by_hand():
+    assert rdc.twonn(np.array([[0.0], [1.0], [3.0], [7.0], [15.0]])) == pytest.approx(1.3566806, rel=1e-6)
+
+
+def _embedded(points, dim=10, seed=0):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, dim)))
+    return np.pad(points, ((0, 0), (0, dim - points.shape[1]))) @ q
+
+
+def _twonn_reference(x, fraction=0.9):
+    """Ansuini et al.'s estimate() on a full float64 distance matrix (an independent implementation)."""
+    from scipy.spatial.distance import pdist, squareform
+
+    y = np.sort(squareform(pdist(x)), axis=1)
+    k1, k2 = y[:, 1], y[:, 2]
+    good = np.setdiff1d(np.arange(len(y)), np.concatenate([np.where(k1 == 0)[0], np.where(k1 == k2)[0]]))
+    n = len(good)
+    mu = np.sort(k2[good] / k1[good])
+    xs, ys = np.log(mu[:-2]), -np.log(1 - (np.arange(1, n + 1) / n)[:-2])
+    m = int(np.floor(n * fraction))
+    return np.sum(xs[:m] * ys[:m]) / np.sum(xs[:m] ** 2)
+
+
+def test_twonn_equals_the_reference_estimator():
+    z = RNG.normal(size=(400, 4)) @ RNG.normal(size=(4, 7))
+    z = np.concatenate([z, z[:5]])  # duplicates: r1 = 0 dropped in both
+    assert rdc.twonn(z) == pytest.approx(_twonn_reference(z), rel=1e-10)
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_twonn_recovers_the_dimension_of_gaussians(d):
+    z = _embedded(np.random.default_rng(0).normal(size=(2000, d)))
+    assert rdc.twonn(z) == pytest.approx(d, rel=0.05)
+
+
+def test_twonn_plane_in_10d_with_duplicates():
+    plane = _embedded(np.random.default_rng(3).uniform(size=(2000, 2)))
+    plane = np.concatenate([plane, plane[:50]])  # r1 = 0 for 100 points: dropped, not log(inf)
+    assert rdc.twonn(plane) == pytest.approx(2.0, rel=0.1)
+
+
+def _spectrum(variances, n=4000, dim=10, rotate=True, seed=0):
+    """Points whose sample covariance has exactly the given eigenvalues (the rest 0)."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, len(variances)))
+    a -= a.mean(0)
+    q, _ = np.linalg.qr(a)
+    pts = q * np.sqrt(np.asarray(variances) * (n - 1))
+    return _embedded(pts, dim, seed) if rotate else np.pad(pts, ((0, 0), (0, dim - len(variances))))
+
+
+def test_pca_dim_on_known_spectra():
+    z = _spectrum([7.0, 2.5, 0.5])
+    np.testing.assert_allclose(np.linalg.eigvalsh(np.cov(z, rowvar=False))[-3:], [0.5, 2.5, 7.0], rtol=1e-9)
+    assert rdc.pca_dim(z, 0.9) == 2 and rdc.pca_dim(z, 0.95) == 2 and rdc.pca_dim(z, 0.951) == 3
+    assert rdc.pca_dim(z, 0.7) == 1 and rdc.pca_dim(z, 0.7001) == 2
+    assert rdc.pca_dim(_spectrum([1.0, 1.0, 1.0]), 0.9) == 3
+    axes = _spectrum([7.0, 2.5, 0.5], rotate=False)
+    assert rdc.pca_dim(axes, 0.9) == 2 and rdc.pca_dim(axes, 0.9, standardize=True) == 3
+
+
+def test_curvature_circle_versus_segment():
+    t = np.random.default_rng(0).uniform(0, 2 * np.pi, 2000)
+    circle = np.stack([np.cos(t), np.sin(t)], 1)
+    assert rdc.twonn(circle) == pytest.approx(1.0, abs=0.05) and rdc.pca_dim(circle) == 2
+    segment = np.stack([t, 0.5 * t], 1)
+    assert rdc.twonn(segment) == pytest.approx(1.0, abs=0.05) and rdc.pca_dim(segment) == 1
+    mean_id, mean_lid = rdc.cluster_geometry(np.concatenate([circle, segment + 10]), np.repeat([0, 1], 2000))
+    assert mean_id == pytest.approx(1.0, abs=0.05) and mean_lid == 1.5
+
+
+def test_neighbour_purity_by_hand():
+    d, nn, core, rel, _ = _filters(Z1, 2, 0.6, 0.6)
+    assert rdc.neighbour_purity(nn, rel, core, np.array([0, 0, 0, 1, 1])) == pytest.approx((0.5, 0.6))
+
+
+def test_eq16_eq17_robustness_noise():
+    x = RNG.uniform(size=(500, 3, 3, 1)).astype("float32")
+    x[:, 0, 0, 0] = 0.3  # a constant feature stays 0
+    clean = rdc.robust_noise(x, 0.0, seed=1).reshape(500, -1)
+    assert clean.shape == (500, 9) and np.all(clean[:, 0] == 0)
+    np.testing.assert_allclose(clean[:, 1:].mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(clean[:, 1:].std(0), 1, rtol=1e-5)
+    noisy = rdc.robust_noise(x, 0.2, seed=1).reshape(500, -1)
+    assert np.std(noisy - clean) == pytest.approx(0.2, rel=0.05)
+
+
+def test_dec_q_and_target_against_float64():
+    z, mu = RNG.normal(size=(40, 3)), RNG.normal(size=(4, 3))
+    k = 1 / (1 + ((z[:, None] - mu[None]) ** 2).sum(-1))
+    q = k / k.sum(1, keepdims=True)
+    np.testing.assert_allclose(_np(rdc.dec_q(z.astype("float32"), mu.astype("float32"))), q, rtol=1e-5)
+    w = q ** 2 / q.sum(0)
+    np.testing.assert_allclose(rdc.dec_target(q), w / w.sum(1, keepdims=True), rtol=1e-12)
+    p = rdc.dec_target(q)
+    assert float(_np(rdc.dec_loss(p, q))) == pytest.approx(np.mean((p * np.log(p / q)).sum(1)), rel=1e-5)
+
+
+def test_batch_stream_restarts_anywhere():
+    full = [next(s) for s in [rdc.batch_indices(10, 4, 3, 2)] for _ in range(9)]
+    assert [b.tolist() for b in full[5:]] == [next(s).tolist() for s in [rdc.batch_indices(10, 4, 3, 2, 5)]
+                                              for _ in range(4)]
+    assert sorted(np.concatenate(full[3:6]).tolist()) == list(range(10))  # pass 1 is a permutation
+    assert [b.tolist() for b in full[:3]] != [b.tolist() for b in full[3:6]]  # reshuffled every pass
+    assert [len(b) for b in full[:3]] == [4, 4, 2]
+
+
+# --- End to end on a toy: labels never read, resumable -------------------------------------------------------------
+def _blobs(n_per=32, seed=0):
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(3, 20)) * 3
+    y = np.repeat(np.arange(3), n_per)
+    x = (c[y] + rng.normal(size=(3 * n_per, 20)) * 0.5).reshape(-1, 4, 5, 1)
+    return ((x - x.min()) / (x.max() - x.min())).astype("float32"), y
+
+
+def _toy_config(**kw):
+    return rdc.Config(**{**dict(pretrain_iters=6, log_every=3, batch_size=32, max_iters=9, phases="P1P2P3",
+                                dec_max_iters=6, dec_update_interval=3, dec_tol=0.0, kmeans_n_init=3,
+                                stop_rule="none"), **kw})
+
+
+def _toy_fit(folder=None, labels=True):
+    x, y = _blobs()
+    kw = {} if folder is None else {"cache_dir": folder, "checkpoint_dir": folder / "run"}
+    return rdc.RDC(3, _toy_config(), seed=1, verbose=0, hidden=(16,), **kw).fit(x, y if labels else None)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted toy run (3 blobs in R^20 as 4x5 images, augmentation on), with labels for its logs."""
+    return _toy_fit(tmp_path_factory.mktemp("reference"))
+
+
+def _same_result(a, b):
+    for u, v in zip(a.encoder.weights + a.decoder.weights, b.encoder.weights + b.decoder.weights):
+        np.testing.assert_array_equal(_np(u), _np(v))
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.extra_labels["P1&P2"], b.extra_labels["P1&P2"])
+    assert a.history["phase2"]["tau"] == b.history["phase2"]["tau"]
+    for phase, key in (("phase1", "rec"), ("phase2", "l1"), ("phase3", "loss")):
+        assert [e[key] for e in a.history[phase]["chunks"]] == [e[key] for e in b.history[phase]["chunks"]]
+
+
+def test_training_never_reads_labels(reference):
+    without = _toy_fit(labels=False)
+    _same_result(without, reference)
+    h = reference.history
+    assert all("eval" in h[p] for p in ("phase1", "phase2", "phase3"))
+    assert not any("eval" in without.history[p] for p in ("phase1", "phase2", "phase3"))
+    assert len(h["phase2"]["tau"]) == 4 and h["phase2"]["stop"]["reason"] == "max_iters"  # 3 steps per pass
+    assert {"acc", "f1_macro", "purity_all", "purity_reliable", "id_true"} <= set(h["phase2"]["eval"][0])
+    assert {"tau", "n_core", "id", "lid", "median_d1"} <= set(h["phase2"]["refreshes"][0])
+    assert h["phase1"]["roles"] == ["critic", "ae"] and h["phase1"]["chunks"][-1]["critic_phi"] > 0
+    from common import metrics
+    y = _blobs()[1]
+    assert metrics.acc(y, reference.kmeans_labels) >= 0.95 and metrics.acc(y, reference.extra_labels["P1&P2"]) >= 0.95
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_in_every_phase_gives_the_uninterrupted_result(reference, tmp_path, monkeypatch):
+    """Crashed after phase-1 chunk 1, after phase-2 chunk 2 and after phase-3 chunk 1, resumed each time:
+    the weights, labels and curves of the uninterrupted run."""
+    from common import checkpoint
+
+    monkeypatch.setattr(checkpoint, "SAVE_EVERY_SECONDS", 0.0)
+    calls = {"n": 0}
+    original = checkpoint.Checkpoint.save
+
+    def save(self, phase, model, epoch, state=None):
+        original(self, phase, model, epoch, state)
+        calls["n"] += 1  # saves: phase 1 chunks -> 1, 2; phase 2 -> 3, 4, 5; phase 3 -> 6, 7
+        if calls["n"] in (1, 4, 6):
+            raise Interrupt
+
+    monkeypatch.setattr(checkpoint.Checkpoint, "save", save)
+    run = tmp_path / "run"
+    for phase, epoch in (("phase1", 1), ("phase2", 2), ("phase3", 1)):
+        with pytest.raises(Interrupt):
+            _toy_fit(tmp_path)
+        assert json.loads((run / f"{phase}.json").read_text())["epoch"] == epoch
+    out = _toy_fit(tmp_path)
+    assert out.history["phase1"]["cached"] and out.history["phase2"]["cached"]
+    assert out.history["phase3"]["resumed_at"] == [1]
+    phase2 = json.loads(next(tmp_path.glob("rdc_phase2_*.json")).read_text())
+    phase1 = json.loads(next(tmp_path.glob("rdc_phase1_*.json")).read_text())
+    assert phase2["resumed_at"] == [2] and phase1["resumed_at"] == [1]
+    _same_result(out, reference)
