@@ -47,3 +47,11 @@ def has_data(*rels):
     from common import datasets
 
     return all(datasets.find(r) is not None for r in rels)
+
+
+def blobs(n, k, size, seed=0, noise=0.15):
+    """n images (size x size x 1) around k random prototypes, labels i % k."""
+    rng = np.random.default_rng(seed)
+    protos = rng.uniform(size=(k, size, size, 1))
+    y = np.arange(n) % k
+    return np.clip(protos[y] + noise * rng.normal(size=(n, size, size, 1)), 0, 1).astype("float32"), y

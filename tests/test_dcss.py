@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import grad
+from conftest import grad, blobs
 from papers import dcss
 
 RNG = np.random.default_rng(0)
@@ -120,8 +120,66 @@ def test_eq4_against_float64_and_gradient():
 
 
 def test_u_and_q_space_similarity():
+    # by hand: a sure member of cluster 0, a sure member of 1, and an undecided sample
+    p = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    np.testing.assert_allclose(np_(dcss.similarity(p)), [[1, 0, .5], [0, 1, .5], [.5, .5, .5]], rtol=1e-12)
     p = RNG.dirichlet(np.ones(3), size=5)
-    np.testing.assert_allclose(np_(dcss.similarity(p)), p @ p.T, rtol=1e-12)
+    want = np.array([[sum(p[i, k] * p[j, k] for k in range(3)) for j in range(5)] for i in range(5)])
+    np.testing.assert_allclose(np_(dcss.similarity(p)), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("use_q", [0.0, 1.0])
+def test_phase2_loss_is_eq4_before_the_switch_and_eq5_after(use_q):
+    """Phase2Net's loss with use_q = 0 is Eq. (4) (s = p_i^T p_j, p from Eq. (2) on u and the centres) and with
+    use_q = 1 Eq. (5) (s = q_i^T q_j), against float64 references; the two differ on this batch."""
+    keras.utils.set_random_seed(0)
+    cfg = dcss.Config(zeta=0.6, gamma=0.4)
+    enc = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    mnet = dcss.build_mnet(3, 2)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 4)).astype("float32")
+    centers = np.array([[1.0, 0.0, 0.0], [-1.0, 0.5, 0.0]], "float32")
+    net = dcss.Phase2Net(enc, mnet, centers, cfg)
+    u, q = net(x)
+    u64, q64 = np_(u), np_(q)
+    p64 = np_memberships(u64, centers.astype(np.float64), cfg.m)
+
+    def eq45(s):
+        qq = q64 @ q64.T
+        return np.sum((s > cfg.zeta) * (1 - qq) + (s < cfg.gamma) * qq)
+
+    want = {0.0: eq45(p64 @ p64.T), 1.0: eq45(q64 @ q64.T)}
+    assert abs(want[0.0] - want[1.0]) > 1.0
+    net.use_q.assign(use_q)
+    assert float(np_(net.compute_loss(x=x, y_pred=(u, q)))) == pytest.approx(want[use_q], rel=1e-4)
+
+
+def test_phase2_switches_to_q_space_after_T2_epochs():
+    """Phase 2 of a fit: epoch 1 (<= T2 = 1) trains on Eq. (4), epoch 2 on Eq. (5). With learning rates too small to
+    move a float32 weight, the loss and the pair counts of each epoch's single step (batch = all samples) can be
+    recomputed from the final network: u-space with the phase-1 centres, then q-space."""
+    x, _ = blobs(40, 2, 16)
+    cfg = dcss.Config(batch_size=40, ae_epochs=0, phase1_epochs=0, phase2_epochs=2, T2=1, lr_ae=1e-9, lr_mnet=1e-9,
+                      kmeans_n_init=2, zeta=0.6, gamma=0.4, m=1.02)   # m near 1: confident memberships
+    model = dcss.DCSS(2, cfg, seed=0, cache_dir=None, verbose=0).fit(x)
+    hist = model.history["phase2"]
+    u = model.encoder(x, training=True)                                # the step's view: batch statistics
+    q = model.mnet(u, training=True)
+
+    def loss_and_counts(s):
+        return (float(np_(dcss.pairwise_loss(s, q, cfg.zeta, cfg.gamma))),
+                [float(np_(c)) for c in dcss.pair_counts(s, cfg.zeta, cfg.gamma)])
+
+    u_space = loss_and_counts(dcss.similarity(dcss.memberships(u, model.centers_phase1, cfg.m)))
+    q_space = loss_and_counts(dcss.similarity(q))
+    u_space_late = loss_and_counts(dcss.similarity(dcss.memberships(u, model.centers, cfg.m)))  # centres after T2
+    assert len(hist["loss"]) == 2 and hist["similarity_space"] == ["u", "q"]
+    assert hist["loss"][0] == pytest.approx(u_space[0], rel=1e-4)
+    assert [hist["similar_pairs"][0], hist["dissimilar_pairs"][0]] == u_space[1]
+    assert hist["loss"][1] == pytest.approx(q_space[0], rel=1e-4)
+    assert [hist["similar_pairs"][1], hist["dissimilar_pairs"][1]] == q_space[1]
+    # the spaces are told apart on this data: the check above would fail for a phase 2 that stays in u-space
+    assert not np.isclose(q_space[0], u_space[0], rtol=1e-2) and not np.isclose(q_space[0], u_space_late[0], rtol=1e-2)
 
 
 # --- the K-step schedule of phase 1 ----------------------------------------------------------------------------
@@ -215,17 +273,80 @@ def test_paper_results_and_config():
         assert set(prof) <= {"subset_per_class", "ae_epochs", "phase1_epochs", "phase2_epochs", "eval_every"}
 
 
-def test_fit_predict_without_labels():
-    x = RNG.uniform(size=(40, 16, 16, 1)).astype("float32")
-    cfg = dcss.Config(batch_size=20, ae_epochs=1, phase1_epochs=2, phase2_epochs=2, T2=1, kmeans_n_init=2)
-    model = dcss.DCSS(3, cfg, seed=0, verbose=0).fit(x)
-    labels, labels_u = model.predict(x), model.predict_u(x)
-    assert labels.shape == labels_u.shape == (40,) and labels.max() < 3 and labels_u.max() < 3
-    h = model.history
-    assert h["phase1"]["optimizer_steps"] == 2 * 2 * 3 and h["phase1"]["center_updates"] == 1
-    assert h["phase2"]["similarity_space"] == ["u", "q"] and "eval" not in h["phase2"]
+# Phase 1: 2 epochs of 2 batches, K = 3 runs per batch, centres updated (Eq. 3) after epoch T1 = 2 only.
+FIT_CFG = dict(batch_size=20, ae_epochs=1, phase1_epochs=2, T1=2, phase2_epochs=2, T2=1, kmeans_n_init=2,
+               eval_every=1)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """The same run with labels and without; the k-means initialisation of each recorded."""
+    from common import training
+
+    x, y = blobs(40, 3, 16)
+    out = {"x": x, "y": y}
+    kmeans = training.kmeans
+    with pytest.MonkeyPatch.context() as mp:
+        for key, labels in (("with_y", y), ("without_y", None)):
+            calls = []
+
+            def recording_kmeans(z, *args, calls=calls, **kwargs):
+                centers, assign = kmeans(z, *args, **kwargs)
+                calls.append({"z": np.array(z), "centers": np.array(centers), "labels": np.array(assign)})
+                return centers, assign
+
+            mp.setattr(training, "kmeans", recording_kmeans)
+            out[key] = dcss.DCSS(3, dcss.Config(**FIT_CFG), seed=0, cache_dir=None, verbose=0).fit(x, labels)
+            assert len(calls) == 1
+            out[key + "_kmeans"] = calls[0]
+    return out
+
+
+def test_fit_phase1_schedule_and_centre_update(fitted):
+    model, init, x = fitted["without_y"], fitted["without_y_kmeans"], fitted["x"]
+    h = model.history["phase1"]
+    assert h["optimizer_steps"] == 2 * 2 * 3                       # epochs x batches x K
+    np.testing.assert_array_equal(model.kmeans_labels, init["labels"])
+    # the only centre update (end of epoch T1 = 2 = the last) is Eq. (3) with p from Eq. (2) at the k-means
+    # centres, both on the final phase-1 embedding
+    u, c0 = np.asarray(model.u_phase1, np.float64), init["centers"].astype(np.float64)
+    w = np_memberships(u, c0, model.cfg.m) ** model.cfg.m
+    want = (w.T @ u) / w.sum(0)[:, None]
+    np.testing.assert_allclose(model.centers_phase1, want, rtol=1e-4, atol=1e-5)
+    assert np.abs(want - c0).max() > 1e-3                          # the update did move them
+    d2 = ((u[:, None] - model.centers_phase1[None].astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_array_equal(model.labels_u, d2.argmin(1))     # DCSS_u: nearest phase-1 centre
+
+
+def test_fit_prediction_is_argmax_q(fitted):
+    model, x = fitted["without_y"], fitted["x"]
+    q = model.predict_proba(x)
+    np.testing.assert_allclose(q, np_(model.mnet(model.encoder(x, training=False), training=False)), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(q.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(model.predict(x), q.argmax(1))
+
+
+def test_labels_feed_only_the_evaluation_log(fitted):
+    a, b = fitted["with_y"], fitted["without_y"]
+    for key in ("z", "centers", "labels"):
+        np.testing.assert_array_equal(fitted["with_y_kmeans"][key], fitted["without_y_kmeans"][key])
+    for net in ("encoder", "decoder", "mnet"):
+        for wa, wb in zip(getattr(a, net).get_weights(), getattr(b, net).get_weights()):
+            np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a.centers_phase1, b.centers_phase1)
+    np.testing.assert_array_equal(a.centers, b.centers)
+    x = fitted["x"]
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    np.testing.assert_array_equal(a.labels_u, b.labels_u)
+    for phase in ("phase1", "phase2"):
+        assert a.history[phase]["loss"] == b.history[phase]["loss"]
+        assert len(a.history[phase]["eval"]) == 2 and "eval" not in b.history[phase]   # the log did run
+
+
+def test_fit_rejects_non_finite_images():
     with pytest.raises(ValueError):
-        model.fit(np.full((4, 16, 16, 1), np.nan, "float32"))
+        dcss.DCSS(3, dcss.Config(), verbose=0).fit(np.full((4, 16, 16, 1), np.nan, "float32"))
 
 
 def test_phase1_cache_reproduces_phase1_and_is_keyed_on_its_settings(tmp_path):

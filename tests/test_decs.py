@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import grad
+from conftest import grad, blobs
 from papers import decs
 
 RNG = np.random.default_rng(0)
@@ -136,12 +136,22 @@ def test_threshold_is_a_constant_in_the_gradient():
 
 
 @pytest.mark.parametrize("shape", [(16, 16, 1), (28, 28, 1), (32, 32, 1)])
-def test_autoencoder_shapes(shape):
+def test_autoencoder_architecture(shape):
+    import keras
+
     enc, dec = decs.build_autoencoder(shape, 10)
-    x = np.zeros((2,) + shape, "float32")
+    convs = [l for l in enc.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [32, 64, 128, 256]
+    assert all(c.kernel_size == (3, 3) and c.strides == (1, 1) and c.activation.__name__ == "relu" for c in convs)
+    assert sum(isinstance(l, keras.layers.BatchNormalization) for l in enc.layers) == 4
+    assert sum(isinstance(l, keras.layers.MaxPooling2D) for l in enc.layers) == 3
+    assert enc.get_layer("embedding").activation.__name__ == "linear"          # a linear embedding (§3.2)
+    deconvs = [l for l in dec.layers if isinstance(l, keras.layers.Conv2DTranspose)]
+    assert [d.filters for d in deconvs] == [128, 64, 32, shape[2]] and [d.strides for d in deconvs][-1] == (1, 1)
+    assert dec.get_layer("reconstruction").activation.__name__ == "linear"
+    x = RNG.uniform(size=(2,) + shape).astype("float32")
     z = enc(x)
-    assert tuple(z.shape) == (2, 10)
-    assert tuple(dec(z).shape) == (2,) + shape
+    assert tuple(z.shape) == (2, 10) and tuple(dec(z).shape) == (2,) + shape
 
 
 def test_config_variants_and_errors():
@@ -158,13 +168,124 @@ def test_paper_results_are_table_1():
     assert decs.PAPER_RESULTS["k-means"]["mnist-test"] == {"acc": 0.542, "nmi": 0.500}
 
 
-def test_fit_predict_runs_without_labels():
-    rng = np.random.default_rng(1)
-    x = rng.uniform(size=(64, 16, 16, 1)).astype("float32")
-    model = decs.DECS(3, decs.Config(ae_epochs=1, cluster_iters=4, log_every=2, batch_size=32, kmeans_n_init=2),
-                      seed=0, verbose=0).fit(x)
-    labels = model.predict(x)
-    assert labels.shape == (64,) and labels.min() >= 0 and labels.max() < 3
-    assert model.history["cluster"]["iterations"] == 4 and "eval" not in model.history["cluster"]
+# --- the clustering step (Algorithm 1, lines 4-7): one step by hand ---------------------------------------------
+def _flip_augment():
+    """A deterministic stand-in for the augmentation: 1 - x in training, the identity otherwise."""
+    import keras
+
+    class Flip(keras.layers.Layer):
+        def call(self, x, training=False):
+            return 1.0 - x if training else x
+
+    return Flip()
+
+
+@pytest.mark.parametrize("variant", ["paper", "code"])
+def test_clustering_step_moves_centres_and_encoder_by_the_gradient_on_augmented_input(variant):
+    """One SGD step of StabilityNet equals -lr times the float64 gradient of Eq. (8) w.r.t. the centres and the
+    encoder, taken at the *augmented* batch, with t held constant: the centres are trained (Algorithm 1, line 7:
+    'update m'), and the step sees the augmentation."""
+    import keras
+
+    cfg = decs.Config(variant=variant)
+    n, d, e, k, lr = 32, 6, 2, 3, 0.5
+    rng = np.random.default_rng(7)
+    x = rng.uniform(size=(n, d)).astype("float32")
+    keras.utils.set_random_seed(0)
+    enc = keras.Sequential([keras.Input((d,)), keras.layers.Dense(e)])
+    m0 = (rng.normal(size=(k, e)) * 1.5).astype("float32")
+    net = decs.StabilityNet(enc, m0, cfg, _flip_augment())
+    net.compile(optimizer=keras.optimizers.SGD(lr))
+    q = net(x, training=True)
+    t = float(ops.convert_to_numpy(decs.otsu_threshold(q, cfg.otsu_bins)))     # Otsu on the float32 batch q
+    w0, b0 = (np.asarray(a, np.float64) for a in enc.get_weights())
+    xa = 1.0 - x.astype(np.float64)                                            # the augmented batch
+    loss = lambda z, m: decs.stability_loss(decs.soft_assignment(z, m, cfg.alpha), t, cfg.lam, variant)  # noqa: E731
+    g_m = grad(lambda m: loss(ops.matmul(xa, ops.convert_to_tensor(w0)) + b0, m), m0.astype(np.float64))
+    g_w = grad(lambda w: loss(ops.matmul(ops.convert_to_tensor(xa), w) + b0, m0.astype(np.float64)), w0)
+    assert np.abs(g_m).max() > 1e-3 and np.abs(g_w).max() > 1e-3                # a step that can be seen
+    # the un-augmented batch would give another gradient: the check below can tell them apart
+    g_plain = grad(lambda m: loss(x.astype(np.float64) @ w0 + b0, m), m0.astype(np.float64))
+    assert not np.allclose(g_plain, g_m, rtol=1e-2, atol=1e-4)
+    net.fit(x, epochs=1, batch_size=n, shuffle=False, verbose=0)
+    scale_m, scale_w = np.abs(g_m).max(), np.abs(g_w).max()
+    np.testing.assert_allclose((m0 - ops.convert_to_numpy(net.centers)) / lr, g_m, rtol=1e-3, atol=1e-3 * scale_m)
+    np.testing.assert_allclose((w0 - enc.get_weights()[0]) / lr, g_w, rtol=1e-3, atol=1e-3 * scale_w)
+
+
+# --- a tiny end-to-end run, with labels and without -------------------------------------------------------------
+FIT_CFG = dict(ae_epochs=1, cluster_iters=6, log_every=2, batch_size=16, kmeans_n_init=2)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """The same run with labels and without; the k-means initialisation (embedding, centres) of each recorded."""
+    from common import training
+
+    x, y = blobs(48, 3, 16)
+    out = {"x": x, "y": y}
+    kmeans = training.kmeans
+    with pytest.MonkeyPatch.context() as mp:
+        for key, labels in (("with_y", y), ("without_y", None)):
+            calls = []
+
+            def recording_kmeans(z, *args, calls=calls, **kwargs):
+                centers, assign = kmeans(z, *args, **kwargs)
+                calls.append({"z": np.array(z), "centers": np.array(centers), "labels": np.array(assign)})
+                return centers, assign
+
+            mp.setattr(training, "kmeans", recording_kmeans)
+            model = decs.DECS(3, decs.Config(**FIT_CFG), seed=0, cache_dir=None, verbose=0).fit(x, labels)
+            assert len(calls) == 1
+            out[key], out[key + "_kmeans"] = model, calls[0]
+    return out
+
+
+def test_fit_trains_the_centres_and_the_encoder(fitted):
+    model, init, x = fitted["without_y"], fitted["without_y_kmeans"], fitted["x"]
+    np.testing.assert_array_equal(model.kmeans_labels_, init["labels"])
+    assert int(ops.convert_to_numpy(model.net.optimizer.iterations)) == FIT_CFG["cluster_iters"]
+    assert model.history["cluster"]["iterations"] == FIT_CFG["cluster_iters"]
+    centres = ops.convert_to_numpy(model.net.centers)
+    # Adam(1e-3) moves every trained coordinate by about 1e-3 per step: 6 steps move the centres visibly
+    assert np.abs(centres - init["centers"]).max() > 1e-3
+    assert np.abs(model.embed(x) - init["z"]).max() > 1e-3
+
+
+def test_fit_clustering_step_is_augmented_and_prediction_is_not(fitted):
+    model, x = fitted["without_y"], fitted["x"]
+    weights = model.net.get_weights()
+    try:
+        a, b = (ops.convert_to_numpy(model.net(x, training=True)) for _ in range(2))
+        assert np.abs(a - b).max() > 1e-4                  # the trained network draws a new augmentation each call
+        c, d = (ops.convert_to_numpy(model.net(x, training=False)) for _ in range(2))
+        np.testing.assert_array_equal(c, d)
+    finally:
+        model.net.set_weights(weights)                      # the training-mode calls moved BatchNorm statistics
+
+
+def test_predict_is_argmax_of_eq5_at_the_final_centres(fitted):
+    model, x = fitted["without_y"], fitted["x"]
+    z = np.asarray(model.embed(x), np.float64)
+    want = np_q(z, np.asarray(ops.convert_to_numpy(model.net.centers), np.float64), model.cfg.alpha)
+    np.testing.assert_allclose(model.predict_proba(x), want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(x), want.argmax(1))
+
+
+def test_labels_feed_only_the_evaluation_log(fitted):
+    a, b = fitted["with_y"], fitted["without_y"]
+    for key in ("z", "centers", "labels"):
+        np.testing.assert_array_equal(fitted["with_y_kmeans"][key], fitted["without_y_kmeans"][key])
+    for wa, wb in zip(a.net.get_weights() + a.decoder.get_weights(), b.net.get_weights() + b.decoder.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    x = fitted["x"]
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    assert a.history["cluster"]["loss"] == b.history["cluster"]["loss"]
+    assert a.history["pretrain"]["loss"] == b.history["pretrain"]["loss"]
+    assert len(a.history["cluster"]["eval"]) == 3 and "eval" not in b.history["cluster"]   # the log did run
+
+
+def test_fit_rejects_non_finite_images():
     with pytest.raises(ValueError):
-        model.fit(np.full((4, 16, 16, 1), np.nan, "float32"))
+        decs.DECS(3, decs.Config(ae_epochs=1, cluster_iters=2, log_every=2), verbose=0).fit(
+            np.full((4, 16, 16, 1), np.nan, "float32"))

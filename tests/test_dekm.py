@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import has_data
+from conftest import has_data, blobs
 from papers import dekm
 
 RNG = np.random.default_rng(0)
@@ -148,7 +148,8 @@ def test_greedy_loss_is_eq6_and_decreases_on_toy_problem():
     y = h @ v
     np.testing.assert_allclose(loss, np.mean((y[:, -1] - targets[:, -1]) ** 2) / 3, rtol=1e-4)
     net.compile(optimizer=keras.optimizers.Adam(1e-2))
-    hist = net.fit((x, idx), None, batch_size=16, epochs=15, shuffle=False, verbose=0).history["loss"]
+    perm = np.random.default_rng(5).permutation(n).astype("int32")   # batches in a shuffled order, as fit's
+    hist = net.fit((x[perm], perm), None, batch_size=16, epochs=15, shuffle=False, verbose=0).history["loss"]
     assert hist[-1] < 0.5 * hist[0]
     # the within-cluster spread along the last eigenvector shrank (the aim of Eq. 6)
     h2 = enc.predict(x, verbose=0)
@@ -166,7 +167,8 @@ def test_full_batch_accumulation_equals_one_full_batch_step():
     net_a.compile(optimizer=keras.optimizers.SGD(0.1, gradient_accumulation_steps=4))
     net_b.compile(optimizer=keras.optimizers.SGD(0.1))
     idx = np.arange(n, dtype="int32")
-    net_a.fit((x, idx), None, batch_size=16, epochs=1, shuffle=False, verbose=0)    # 16+16+16+2
+    perm = np.random.default_rng(2).permutation(n).astype("int32")   # the chunks see the samples shuffled
+    net_a.fit((x[perm], perm), None, batch_size=16, epochs=1, shuffle=False, verbose=0)    # 16+16+16+2
     net_b.fit((x, idx), None, batch_size=n, epochs=1, shuffle=False, verbose=0)
     for wa, wb in zip(enc_a.get_weights(), enc_b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-6)
@@ -220,3 +222,151 @@ def test_smoke_run_on_usps_subset():
     hist = out["history"]["cluster"]
     assert hist["updates"] == len(hist["eval"]) - 1 and hist["iterations"] <= 20
     assert 0 <= metrics.evaluate(data.y, out["labels"])["acc"] <= 1
+    # the labels are the k-means of the final embedding (nearest final centroid), which training moved
+    d2 = ((out["embedding"][:, None].astype(np.float64) - out["centers"][None].astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_array_equal(out["labels"], d2.argmin(1))
+    assert hist["iterations"] > 0 and not np.allclose(out["embedding"], out["arrays"]["initial_embedding"], atol=1e-4)
+
+
+# --- Eq. (6) targets are looked up by sample index, not by position in the batch -------------------------------
+def test_eq6_loss_and_step_use_each_samples_own_target():
+    """A batch of samples (7, 2, 11, 4) is trained towards targets 7, 2, 11, 4: loss and one SGD step by hand."""
+    n, d, e, lr = 12, 5, 3, 0.05
+    keras.utils.set_random_seed(0)
+    enc = keras.Sequential([keras.Input((d,)), keras.layers.Dense(e, use_bias=False)])   # h = x W
+    net = dekm.GreedyNet(enc, n, e)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n, d)).astype("float32")
+    net((x[:2], np.arange(2, dtype="int32")))
+    v, _ = np.linalg.qr(rng.normal(size=(e, e)))
+    targets = rng.normal(size=(n, e)) * 3                                 # a different target for every sample
+    net.v.assign(v.astype("float32"))
+    net.targets.assign(targets.astype("float32"))
+    w = np.asarray(enc.get_weights()[0], np.float64)
+    x64 = x.astype(np.float64)
+
+    def eq6(batch, w):
+        return np.mean((x64[batch] @ w @ v - targets[batch]) ** 2)       # mean over samples and dimensions
+
+    idx = np.array([7, 2, 11, 4], "int32")
+    got = float(ops.convert_to_numpy(net.compute_loss(y_pred=net((x[idx], idx)))))
+    assert got == pytest.approx(eq6(idx, w), rel=1e-5)
+    assert not np.isclose(eq6(idx, w), np.mean((x64[idx] @ w @ v - targets[:4]) ** 2))  # positions 0-3: other value
+    # one SGD step on that batch: dL/dW = 2 x^T (x W V - T) V^T / (b e)
+    net.compile(optimizer=keras.optimizers.SGD(lr))
+    net.fit((x[idx], idx), None, batch_size=len(idx), epochs=1, shuffle=False, verbose=0)
+    r = x64[idx] @ w @ v - targets[idx]
+    want = w - lr * 2 * x64[idx].T @ r @ v.T / (len(idx) * e)
+    np.testing.assert_allclose(enc.get_weights()[0], want, rtol=1e-4, atol=1e-6)
+
+
+# One batch holds all samples (shuffled once by fit), one iteration per update: the loss of the step after update u
+# is Eq. (6) at that update's embedding, k-means and V, so it can be recomputed from the snapshots.
+FIT_CFG = dict(ae_epochs=2, batch_size=64, update_interval=1, max_iters=4, stop_tol=0.0, kmeans_n_init=2)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """The same run with labels and without (labels feed the evaluation log only)."""
+    x, y = blobs(40, 3, 16)
+    out = {"x": x, "y": y}
+    for key, labels in (("with_y", y), ("without_y", None)):
+        model = dekm.DEKM(3, dekm.Config(**FIT_CFG), seed=0, cache_dir=None, verbose=0)
+        model.snapshots = []
+        out[key] = model.fit(x, labels)
+    return out
+
+
+def test_fit_loss_of_every_step_is_eq6_with_each_samples_target(fitted):
+    model = fitted["without_y"]
+    loss = model.history["cluster"]["loss"]
+    assert len(loss) == FIT_CFG["max_iters"] and len(model.snapshots) == FIT_CFG["max_iters"] + 1
+    for u, snap in enumerate(model.snapshots[:-1]):
+        h = np.asarray(snap["h"], np.float64)
+        targets = dekm.greedy_targets(h, snap["labels"], snap["centers"], snap["v"])
+        y = h @ snap["v"]
+        want = np.mean((y - targets) ** 2)
+        assert loss[u] == pytest.approx(want, rel=1e-4)
+        # a wrong pairing (the targets of another order) gives a clearly different loss: the check can fail
+        assert not np.isclose(np.mean((y[::-1] - targets) ** 2), want, rtol=1e-2)
+
+
+def test_fit_ends_with_kmeans_of_final_embedding_and_aligned_targets(fitted):
+    model, x = fitted["without_y"], fitted["x"]
+    cfg = model.cfg
+    assert int(ops.convert_to_numpy(model.net.optimizer.iterations)) == cfg.max_iters        # steps actually taken
+    assert model.history["cluster"]["iterations"] == cfg.max_iters
+    h = model.embed(x)
+    np.testing.assert_allclose(model.h, h, rtol=1e-5, atol=1e-5)              # the last update saw the final encoder
+    assert not np.allclose(model.initial_embedding, h, atol=1e-4)             # and the encoder was trained
+    d2 = ((np.asarray(h, np.float64)[:, None] - model.centers[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(model.labels, d2.argmin(1))                 # labels = nearest final centroid
+    np.testing.assert_array_equal(model.predict(x), model.labels)
+    # the stored targets are row i for sample i: Eq. (6) of the last update, in sample order
+    want = dekm.greedy_targets(model.h, model.labels, model.centers, model.v)
+    np.testing.assert_allclose(ops.convert_to_numpy(model.net.targets), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(model.net.v), model.v, atol=1e-6)
+    vals, _ = dekm.sorted_eigenvectors(dekm.within_class_scatter(model.h, model.labels, model.centers))
+    np.testing.assert_allclose(model.eigenvalues, vals, rtol=1e-6)
+
+
+def test_labels_feed_only_the_evaluation_log(fitted):
+    a, b = fitted["with_y"], fitted["without_y"]
+    for wa, wb in zip(a.encoder.get_weights() + a.decoder.get_weights(), b.encoder.get_weights() + b.decoder.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.history["kmeans_labels"], b.history["kmeans_labels"])
+    np.testing.assert_array_equal(ops.convert_to_numpy(a.net.targets), ops.convert_to_numpy(b.net.targets))
+    assert a.history["cluster"]["loss"] == b.history["cluster"]["loss"]
+    same = ("step", "changed", "kmeans_objective", "last_eigenvalue", "loss")
+    assert [{k: e.get(k) for k in same} for e in a.log] == [{k: e.get(k) for k in same} for e in b.log]
+    assert "acc" in a.log[-1] and "acc" not in b.log[-1]           # the labels did reach the log
+
+
+# --- the stopping rule: < stop_tol * n samples change cluster (Algorithm 1; paper 0.1 %) ----------------------
+class ScriptedKMeans:
+    """Stands in for sklearn's KMeans in DEKM's updates: returns the next labelling of a script (centres are the
+    means of the embedding over it), so the number of changed assignments of each update is known."""
+
+    def __init__(self, script):
+        self.script = script
+
+    def __call__(self, n_clusters, n_init=10, random_state=None, **kwargs):
+        outer = self
+
+        class _KM:
+            def fit_predict(self, h):
+                labels = outer.script.pop(0)
+                h = np.asarray(h, np.float64)
+                self.labels_ = labels
+                self.cluster_centers_ = np.stack([h[labels == j].mean(0) for j in range(n_clusters)])
+                self.inertia_ = float(((h - self.cluster_centers_[labels]) ** 2).sum())
+                self.n_iter_ = 1
+                return labels
+
+            def fit(self, h):
+                self.fit_predict(h)
+                return self
+
+        return _KM()
+
+
+def test_stopping_rule_fires_below_its_threshold_and_not_at_it(monkeypatch):
+    n, k, tol = 80, 4, 0.0625                      # threshold stop_tol * n = 5 samples (exact in binary)
+    base = np.arange(n) % k
+    script, current, moved = [base.copy()], base.copy(), 0
+    for c in (12, 5, 4) + (30,) * 10:              # changes per update; 5 = the threshold: not yet converged
+        current = current.copy()
+        sel = (np.arange(moved, moved + c) % n)
+        current[sel] = (current[sel] + 1) % k      # c samples move to the next cluster
+        moved += c
+        script.append(current)
+    for old, new, c in zip(script, script[1:4], (12, 5, 4)):
+        assert dekm.changed_assignments(old, new, k) == c
+    monkeypatch.setattr(dekm, "KMeans", ScriptedKMeans(list(script)))
+    x, _ = blobs(n, k, 8)
+    cfg = dekm.Config(ae_epochs=1, batch_size=32, update_interval=1, max_iters=10, stop_tol=tol)
+    model = dekm.DEKM(k, cfg, seed=0, cache_dir=None, verbose=0).fit(x)
+    assert [e["changed"] for e in model.log] == [n, 12, 5, 4]       # stops after the first update with 4 < 5
+    assert int(ops.convert_to_numpy(model.net.optimizer.iterations)) == 3
+    assert model.history["cluster"]["converged"] and model.history["cluster"]["updates"] == 3
