@@ -166,8 +166,10 @@ def main(argv=None):
         if args.paper == "list":
             for p in available_papers():
                 m = load_paper(p)
-                extra = getattr(m, "EXTRA_DATASETS", ())
+                download = getattr(m, "DOWNLOAD_DATASETS", ())  # not shipped: fetched when online
+                extra = [d for d in getattr(m, "EXTRA_DATASETS", ()) if d not in download]
                 print(f"{p}: datasets {', '.join(m.DATASETS)}" + (f" (also {', '.join(extra)})" if extra else "")
+                      + (f" (need a download: {', '.join(download)})" if download else "")
                       + f"; profiles {', '.join(m.PROFILES)}")
             return 0
         module = load_paper(args.paper)
