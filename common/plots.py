@@ -1,10 +1,22 @@
-"""Figures: embedding scatter (t-SNE or PCA) with centres, and training curves."""
+"""Figures: embedding scatter (t-SNE or PCA) with centres, and training curves.
+
+    python -m common.plots results/ [--curves-only] [--exclude FOLDER]   # redraw every run folder's figures
+
+Training curves start at step 0, k-means on the pre-trained embedding (the run's
+``baseline_metrics.kmeans_on_pretrained_embedding``), and follow every logged phase in order, so the effect of
+the clustering stage is the distance from that first point. One colour per seed, the same in every panel and
+every figure (``seed_color``); y-axes are scaled to the data, not to [0, 1].
+"""
 from pathlib import Path
 
 import matplotlib.pyplot as plt  # headless scripts fall back to Agg; notebooks keep their inline backend
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
+
+from common import results
 
 
 def project(z, centers=None, method="tsne", max_points=3000, seed=0):
@@ -32,27 +44,114 @@ def scatter(ax, z2, colors, c2=None, title=""):
 
 
 def embedding_figure(z, labels, centers, path, method="tsne", title=""):
-    """Scatter of the embedding coloured by ``labels`` with centres as black crosses, saved to ``path``."""
+    """Scatter of the embedding coloured by ``labels`` (one per row of ``z``: for a result file,
+    ``results.sampled(arrays, "labels")``) with centres as black crosses, saved to ``path``."""
+    if len(labels) != len(z):
+        raise ValueError(f"{len(labels)} labels for {len(z)} embedded points: use results.sampled(arrays, 'labels')")
     idx, z2, c2 = project(z, centers, method)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    scatter(ax, z2, labels[idx], c2, title)
+    scatter(ax, z2, np.asarray(labels)[idx], c2, title)
     save(fig, path)
 
 
-def curves_figure(runs, path):
-    """Clustering-phase loss and the logged ACC/NMI against iterations, one line per seed."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for r in runs:
-        log = last_eval_log(r)
-        if not log:
-            continue
-        steps = [e["step"] for e in log]
-        axes[0].plot(steps, [e.get("loss", np.nan) for e in log], label=f"seed {r['seed']}")
-        axes[1].plot(steps, [e["acc"] for e in log], label=f"ACC seed {r['seed']}")
-        axes[1].plot(steps, [e["nmi"] for e in log], "--", label=f"NMI seed {r['seed']}")
-    axes[0].set(xlabel="iteration", ylabel="clustering loss")
-    axes[1].set(xlabel="iteration", ylabel="metric (log only)")
-    axes[1].legend(fontsize=6)
+def seed_color(seed):
+    """The colour of a seed in every figure (matplotlib's C0..C9 cycle)."""
+    return f"C{int(seed) % 10}"
+
+
+STEP0 = "k-means on the pre-trained embedding"
+
+
+def training_curve(run):
+    """A run's evaluation logs as one curve over training steps (optimiser updates): step 0 is k-means on the
+    pre-trained embedding (``baseline_metrics``, or the log's own step-0 entry, as DEKM's), then every phase with
+    an evaluation log in the order the history lists them, each phase's steps offset by the phases before it.
+
+    Returns {"step", "acc", "nmi", "nonempty_clusters": lists (NaN where not logged), "loss_step", "loss": the
+    last phase's loss (the clustering objective; phases' losses are different functions), "marks": [(step,
+    label)] phase boundaries and DCSS's switch from u- to q-space similarities}."""
+    keys = ("acc", "nmi", "nonempty_clusters")
+    out = {"step": [], **{k: [] for k in keys}, "loss_step": [], "loss": [], "marks": []}
+
+    def add(step, entry):
+        out["step"].append(step)
+        for k in keys:
+            out[k].append(float(entry.get(k, np.nan)))
+
+    phases = [(name, h) for name, h in run.get("history", {}).items() if isinstance(h, dict) and h.get("eval")]
+    first = phases[0][1]["eval"][0] if phases else {}
+    base = run.get("baseline_metrics", {}).get("kmeans_on_pretrained_embedding")
+    if base and first.get("step") != 0:
+        add(0, base)
+    offset = 0
+    for i, (name, h) in enumerate(phases):
+        if i:
+            out["marks"].append((offset, f"{phases[i - 1][0]} → {name}"))
+        for e in h["eval"]:
+            add(offset + e["step"], e)
+            if i == len(phases) - 1 and "loss" in e:
+                out["loss_step"].append(offset + e["step"])
+                out["loss"].append(float(e["loss"]))
+        space, per_epoch = h.get("similarity_space"), h.get("steps_per_epoch")
+        if space and per_epoch and "q" in space and space[0] != "q":
+            out["marks"].append((offset + space.index("q") * per_epoch, "similarities from q (Eq. 5)"))
+        offset += h["eval"][-1]["step"]
+    return out
+
+
+def curves_figure(runs, path=None, title=None):
+    """Training curves of a set of runs (one colour per seed): ACC and NMI of the evaluation logs from step 0
+    (k-means on the pre-trained embedding), the clustering loss, and the number of non-empty clusters when the
+    logs record it. Panels in which no run has two points are left out. Saved to ``path`` if given (and closed),
+    else returned."""
+    curves = [(r, training_curve(r)) for r in runs]
+    panels = [("acc", "step", "ACC (evaluation log)"), ("nmi", "step", "NMI 2I/(H+H) (evaluation log)"),
+              ("loss", "loss_step", "clustering loss (chunk mean)"),
+              ("nonempty_clusters", "step", "non-empty clusters")]
+    panels = [p for p in panels if any(np.sum(np.isfinite(np.asarray(c[p[0]], float))) >= 2 for _, c in curves)]
+    width = 3.4 * max(len(panels), 1) + 2.2
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(width, 3.0), squeeze=False, sharex=True,
+                             layout="constrained")
+    axes = axes[0]
+    if not panels:
+        axes[0].text(0.5, 0.5, "no evaluation log with two points", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+    marks = {}
+    for ax, (key, xkey, label) in zip(axes, panels):
+        for r, c in curves:
+            x, y = np.asarray(c[xkey], float), np.asarray(c[key], float)
+            ok = np.isfinite(y)
+            if not ok.any():
+                continue
+            ax.plot(x[ok], y[ok], "-o", color=seed_color(r["seed"]), ms=3, lw=1.2)
+            if key != "loss" and len(x) and x[0] == 0 and ok[0]:
+                ax.plot([0], [y[0]], "s", mfc="white", mec=seed_color(r["seed"]), ms=7, mew=1.5)
+            for step, what in c["marks"]:
+                marks.setdefault(what, set()).add(step)
+        for i, (what, steps) in enumerate(sorted(marks.items())):
+            for s in steps:
+                ax.axvline(s, color="0.5", ls=(0, (4, 2)) if i == 0 else ":", lw=0.8)
+        ax.set(xlabel="training step", ylabel=label)
+        ax.margins(x=0.03, y=0.12)
+        if key == "nonempty_clusters":  # whole numbers, and room to see a drop by one
+            ys = [v for _, c in curves for v in c[key] if np.isfinite(v)]
+            ax.set_ylim(min(ys) - 1.5, max(ys) + 0.5)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=seed_color(s), marker="o", ms=3, label=f"seed {s}")
+               for s in sorted({r["seed"] for r in runs})]
+    handles.append(Line2D([], [], ls="", marker="s", mfc="white", mec="k", ms=7, label=f"step 0: {STEP0}"))
+    for i, what in enumerate(sorted(marks)):
+        handles.append(Line2D([], [], color="0.5", ls=(0, (4, 2)) if i == 0 else ":", label=what))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
+    if title is None and runs:
+        r = runs[0]
+        over = ", ".join(f"{k}={v}" for k, v in sorted((r.get("overrides") or {}).items()))
+        title = f"{r.get('paper', '')} {r.get('dataset', '')} ({r.get('profile', '')}{', ' + over if over else ''})"
+    if title:
+        fig.suptitle(title, fontsize=9)
+    if path is None:
+        return fig
     save(fig, path)
 
 
@@ -64,18 +163,53 @@ def last_eval_log(run):
 
 def save(fig, path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def run_figures(folder, runs):
-    """Figures written by reproduce.sh after a set of runs: curves.png and embedding_seed<k>.png."""
+def run_figures(folder, runs, embedding=True):
+    """Figures written by reproduce.sh after a set of runs: curves.png and embedding_seed<k>.png (t-SNE of the
+    first seed's sampled embedding, coloured by its predicted clusters ``labels[sample_index]``)."""
     if not runs:
         return
     folder = Path(folder)
     curves_figure(runs, folder / "curves.png")
     first = runs[0]
-    arrays = np.load(folder / f"seed{first['seed']}.npz")
-    embedding_figure(arrays["embedding"], arrays["labels"], arrays["centers"], folder / f"embedding_seed{first['seed']}.png",
-                     title=f"{first['paper']} {first['dataset']} seed {first['seed']}: predicted clusters")
+    npz = folder / f"seed{first['seed']}.npz"
+    if not embedding or not npz.is_file():
+        return
+    arrays = results.load_run_arrays(npz)
+    embedding_figure(arrays["embedding"], results.sampled(arrays, "labels"), arrays["centers"],
+                     folder / f"embedding_seed{first['seed']}.png",
+                     title=f"{first['paper']} {first['dataset']} seed {first['seed']}: predicted clusters "
+                           f"({len(arrays['embedding']):,} points)")
+
+
+def redraw(root, curves_only=False, exclude=()):
+    """``run_figures`` for every folder under ``root`` that holds seed*.json result files of training runs (not
+    ``baselines/`` or ``authors_code/``), except below the folders in ``exclude``."""
+    exclude = [Path(e).resolve() for e in exclude]
+    folders = sorted({p.parent for p in Path(root).rglob("seed*.json")})
+    for folder in folders:
+        if folder.name in ("baselines", "authors_code") or any(e == folder.resolve() or e in folder.resolve().parents
+                                                                for e in exclude):
+            continue
+        runs = [r for r in results.load_runs(folder) if "history" in r]
+        if runs:
+            run_figures(folder, runs, embedding=not curves_only)
+            print(f"{folder}: {len(runs)} run(s)", flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ap = argparse.ArgumentParser(prog="python -m common.plots", description="redraw the figures of result folders")
+    ap.add_argument("root", nargs="?", default="results")
+    ap.add_argument("--curves-only", action="store_true", help="curves.png only (no t-SNE)")
+    ap.add_argument("--exclude", action="append", default=[], help="a folder to leave alone (repeatable)")
+    args = ap.parse_args()
+    redraw(args.root, args.curves_only, args.exclude)

@@ -1,11 +1,21 @@
 """Tables of ours-vs-paper numbers built from result files (never typed by hand).
 
-    python -m common.report            # rewrite the results table in README.md between its markers
+    python -m common.report            # rewrite README.md's generated blocks between their markers
+
+The README's blocks (BLOCKS): the results table (ours vs the paper, with notes on empty clusters, provenance and
+older budgets), the profiles' budgets against the paper's (from each module's PROFILES and Config), the wall times of
+the committed runs with the load they saw, and the profile each committed notebook was executed at. Result files made
+before cluster counts were recorded get them from their .npz labels (``with_cluster_counts``, marked as derived).
 """
 import functools
 import importlib
+import json
+import re
+import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from common import results
 
@@ -40,16 +50,69 @@ def provenance_issue(run):
     return None
 
 
+def budget_issue(run):
+    """How a run's budget differs from today's profile of the same name (a profile changed after the run), or None.
+    Settings the run overrode with --set are not budget differences."""
+    try:
+        module = importlib.import_module(f"papers.{run['paper']}")
+    except (KeyError, ImportError):
+        return None
+    budget, cfg = getattr(module, "PROFILES", {}).get(run.get("profile")), run.get("config")
+    if not budget or not cfg:
+        return None
+    over = run.get("overrides") or {}
+    diff = [f"{k} {cfg[k]} (today {v})" for k, v in budget.items() if k in cfg and k not in over and cfg[k] != v]
+    return f"budget of an older {run['profile']} profile: {', '.join(diff)}" if diff else None
+
+
+def run_flags(run):
+    """provenance_issue and budget_issue of one run, joined ('' when neither applies)."""
+    return "; ".join(i for i in (provenance_issue(run), budget_issue(run)) if i)
+
+
 def notes(runs, n_clusters=None):
-    """The table's notes for a set of seeds: empty clusters and provenance flags."""
+    """The table's notes for a set of seeds: empty clusters (per seed, "counted from the .npz labels" when the
+    result file predates the count), provenance flags, and budgets that differ from today's profile."""
     out = []
     lost = [r for r in runs if "nonempty_clusters" in r.get("metrics", {})
             and r["metrics"]["nonempty_clusters"] < len(r.get("cluster_sizes") or [])]
     if lost:
-        out.append(f"{len(lost)}/{len(runs)} seeds left clusters empty")
-    issues = sorted({i for i in map(provenance_issue, runs) if i})
-    out += [f"{sum(provenance_issue(r) == i for r in runs)}/{len(runs)} seeds: {i}" for i in issues]
+        empty = ", ".join(str(len(r["cluster_sizes"]) - r["metrics"]["nonempty_clusters"]) for r in lost)
+        derived = " (counted from the .npz labels)" if any(r.get("derived") for r in lost) else ""
+        out.append(f"{len(lost)}/{len(runs)} seeds left clusters empty: {empty} of {len(lost[0]['cluster_sizes'])}"
+                   + derived)
+    for flag in (provenance_issue, budget_issue):
+        issues = sorted({i for i in map(flag, runs) if i})
+        out += [f"{sum(flag(r) == i for r in runs)}/{len(runs)} seeds: {i}" for i in issues]
     return "; ".join(out)
+
+
+DERIVED_BY = "common.report.with_cluster_counts (from the labels in seed<k>.npz; not in the result file)"
+
+
+def with_cluster_counts(run, folder):
+    """``run`` with ``cluster_sizes`` and ``metrics.nonempty_clusters`` / ``metrics.smallest_cluster`` computed
+    from the labels in ``folder/seed<k>.npz`` when the result file predates them (a copy, marked
+    ``derived: {fields, by}``; the file is not changed). Runs that have them, or have no .npz, come back as they are."""
+    if "nonempty_clusters" in run.get("metrics", {}) and run.get("cluster_sizes"):
+        return run
+    path = Path(folder) / f"seed{run['seed']}.npz"
+    if not path.is_file():
+        return run
+    arrays = results.load_run_arrays(path)
+    labels = np.asarray(arrays["labels"], dtype=np.int64)
+    k = max(len(arrays["centers"]) if "centers" in arrays else 0, int(labels.max()) + 1)
+    sizes = np.bincount(labels, minlength=k)
+    metrics = {**run.get("metrics", {}), "nonempty_clusters": int(np.count_nonzero(sizes)),
+               "smallest_cluster": int(sizes[sizes > 0].min())}
+    return {**run, "metrics": metrics, "cluster_sizes": sizes.tolist(),
+            "derived": {"fields": ["cluster_sizes", "metrics.nonempty_clusters", "metrics.smallest_cluster"],
+                        "by": DERIVED_BY}}
+
+
+def load_runs(folder):
+    """``results.load_runs(folder)``, each run completed by ``with_cluster_counts``."""
+    return [with_cluster_counts(r, folder) for r in results.load_runs(folder)]
 
 
 def cell(ms, digits=3):
@@ -82,16 +145,51 @@ def paper_vs_ours(paper, datasets, profile, out=ROOT / "results", keys=None, met
     rows = []
     for ds in datasets:
         folder = Path(out) / paper / ds / profile
-        runs = results.load_runs(folder)
+        runs = load_runs(folder)
         n = len(runs)
         row, ref, nmi_key = paper_reference(module, ds, runs, method)
         for i, key in enumerate(keys or metric_keys(module)):
             ms = ours(folder, nmi_key if key == "nmi" else key, source)
             p = ref.get(key)
-            rows.append(f"| {paper} | {label or row} | {ds} | {key.upper()} | {cell(ms)} | {n} | "
+            rows.append(f"| {paper} | {label or row} | {ds} | {metric_label(key, nmi_key)} | {cell(ms)} | {n} | "
                         f"{'—' if p is None else f'{p:.3f}'} |" + (f" {notes(runs) if i == 0 else ''} |"
                                                                     if with_notes else ""))
     return rows
+
+
+def clusters_cell(runs):
+    """'k, k, ... of K' non-empty clusters per seed, '—' without runs or counts."""
+    counts = [(r["metrics"].get("nonempty_clusters"), len(r.get("cluster_sizes") or [])) for r in runs]
+    if not counts or any(c is None for c, _ in counts):
+        return "—"
+    return ", ".join(str(c) for c, _ in counts) + f" of {counts[0][1]}"
+
+
+def runs_table(specs, nmi_key="nmi", source="metrics"):
+    """Markdown table of run folders: ``specs`` = [(label, folder)]; ACC, NMI (``nmi_key``), ARI as mean ± std
+    over the seeds present, the non-empty clusters per seed and the smallest cluster (counted from the .npz labels
+    for older files) and the notes (empty clusters, provenance). A folder without runs shows as missing."""
+    rows = [f"| run | seeds | ACC | {metric_label('nmi', nmi_key)} | ARI | non-empty clusters per seed | "
+            f"smallest cluster | notes |", "|---|---|---|---|---|---|---|---|"]
+    for label, folder in specs:
+        runs = load_runs(folder)
+        if not runs:
+            rows.append(f"| {label} | 0 | — | — | — | — | — | missing: {folder} |")
+            continue
+        cells = [cell(ours(folder, k, source)) for k in ("acc", nmi_key, "ari")]
+        smallest = ", ".join(str(r["metrics"].get("smallest_cluster", "—")) for r in runs)
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        rows.append(f"| {label} | {seeds} | " + " | ".join(cells) + f" | {clusters_cell(runs)} | {smallest} | "
+                    f"{notes(runs).replace('|', '/')} |")
+    return rows
+
+
+NMI_LABELS = {"nmi": "NMI (2I/(H+H))", "nmi_max": "NMI (I/max H)"}
+
+
+def metric_label(key, nmi_key="nmi"):
+    """A table's metric name; NMI names its normalisation (the paper's NMI_KEY): 2I/(H(y)+H(c)) or I/max(H)."""
+    return NMI_LABELS[nmi_key] if key == "nmi" else key.upper()
 
 
 HEADER = ["| paper | method | dataset | metric | ours (mean ± std) | seeds | paper (reported) | notes |",
@@ -113,14 +211,216 @@ def readme_table(out=ROOT / "results"):
     return HEADER + rows if rows else ["(no result files yet)"]
 
 
+def documented_papers():
+    """Papers whose module is committed (git ls-files papers/): a module still being written is not described."""
+    from common import cli
+
+    try:
+        tracked = subprocess.run(["git", "ls-files", "papers"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        tracked = [f"papers/{p}.py" for p in cli.available_papers()]
+    return [p for p in cli.available_papers() if f"papers/{p}.py" in tracked]
+
+
+def _value(v, key=None):
+    if v is None:
+        return "all" if key == "subset_per_class" else "`None`"
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def _config_comments(config_cls):
+    """{field: its inline comment} from the Config class's source (the comment is the field's documentation)."""
+    import inspect
+
+    out = {}
+    for line in inspect.getsource(config_cls).splitlines():
+        m = re.match(r"\s*(\w+)\s*:\s*[\w\[\], ]+=\s*[^#]*#\s*(.*)", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+# What a budget setting is, for the budget tables (the Config's own comment, where it has one, follows).
+SETTING_NAMES = {"subset_per_class": "smoke only: a stratified subset (images per class) instead of all the data",
+                 "ae_epochs": "autoencoder pre-training epochs", "cluster_iters": "clustering-stage iterations (batches)",
+                 "max_iters": "clustering-stage iterations at most", "phase1_epochs": "phase-1 epochs",
+                 "phase2_epochs": "phase-2 epochs"}
+
+
+def _share(v, ref):
+    pct = 100 * v / ref
+    return f" ({pct:.0f} %)" if pct >= 1 else f" ({pct:.1g} %)"
+
+
+def budget_rows(paper):
+    """Markdown table of a paper's profiles (its PROFILES against its Config defaults): one row per setting a
+    profile changes, with the share of the paper profile's value in brackets and the Config field's comment.
+    Read from the module, so it cannot drift from the code."""
+    import dataclasses
+
+    module = importlib.import_module(f"papers.{paper}")
+    profiles = module.PROFILES
+    keys = list(dict.fromkeys(k for prof in profiles.values() for k in prof))
+    defaults = {f.name: f.default for f in dataclasses.fields(module.Config)}
+    comments = _config_comments(module.Config)
+    rows = [f"| {paper}: setting | " + " | ".join(f"`{p}`" for p in profiles) + " | Config default | what it is |",
+            "|---|" + "---|" * (len(profiles) + 2)]
+    for key in keys:
+        ref = profiles.get("paper", {}).get(key, defaults.get(key))
+        cells = []
+        for prof in profiles.values():
+            v = prof.get(key, None if key == "subset_per_class" else defaults.get(key))
+            numeric = isinstance(v, (int, float)) and isinstance(ref, (int, float)) and ref
+            cells.append(_value(v, key) + (_share(v, ref) if numeric and v != ref and key != "subset_per_class" else ""))
+        default = _value(None if key == "subset_per_class" else defaults.get(key), key)
+        note = comments.get(key, "")
+        note = "the authors' code's value" if note == "code" else note
+        note = "; ".join(n for n in (SETTING_NAMES.get(key, ""), note) if n)
+        rows.append(f"| `{key}` | " + " | ".join(cells) + f" | {default} | {note} |")
+    return rows
+
+
+def budgets_block():
+    """The README's budget tables, one per committed paper."""
+    out = []
+    for paper in documented_papers():
+        out += budget_rows(paper) + [""]
+    return out[:-1] if out else ["(no paper modules)"]
+
+
+def load_note(run):
+    """'load a → b' (1-minute load average at start and end) or 'load not recorded'; the machine has 2 cores, so a
+    load above 2 means the run shared them."""
+    la = run.get("load_average")
+    if not la:
+        return "load not recorded"
+    return f"load {la['start'][0]:.1f} → {la['end'][0]:.1f}"
+
+
+def _interval(run):
+    import datetime
+
+    try:
+        end = datetime.datetime.strptime(run["finished"], "%Y-%m-%dT%H:%M:%SZ").timestamp()
+    except (KeyError, ValueError):
+        return None
+    return end - run.get("wall_seconds", 0.0), end
+
+
+def overlapping(run, out=ROOT / "results"):
+    """How many other result files under ``out`` (training runs, any paper) were running while ``run`` ran, from
+    their finish times and wall times: evidence of a shared CPU where the load was not recorded."""
+    mine = _interval(run)
+    if mine is None:
+        return 0
+    n = 0
+    for p in Path(out).rglob("*.json"):
+        try:
+            other = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(other, dict) or "history" not in other or (
+                other.get("paper"), other.get("dataset"), other.get("profile"), other.get("seed"), other.get("finished")) == (
+                run.get("paper"), run.get("dataset"), run.get("profile"), run.get("seed"), run.get("finished")):
+            continue
+        iv = _interval(other)
+        if iv and iv[0] < mine[1] and mine[0] < iv[1]:
+            n += 1
+    return n
+
+
+MAIN_COMMAND = ("decs", "usps", "quick")  # ./reproduce.sh decs usps: the README's main command (profile quick)
+
+
+def main_command_line(out=ROOT / "results"):
+    """One sentence on how long the README's main command took: the committed runs' wall times and their load."""
+    paper, ds, prof = MAIN_COMMAND
+    runs = results.load_runs(Path(out) / paper / ds / prof)
+    if not runs:
+        return f"`./reproduce.sh {paper} {ds}` ({prof}): no committed runs to time."
+    walls = [r["wall_seconds"] for r in runs]
+    loads = sorted({load_note(r) for r in runs})
+    shared = any(r.get("load_average") and max(r["load_average"]["start"][0], r["load_average"]["end"][0]) > 2
+                 for r in runs)
+    overlap = [overlapping(r, out) for r in runs]
+    when = ("measured while other jobs shared the CPU" if shared else
+            f"the load was not recorded, but other committed runs ran at the same time ({', '.join(map(str, overlap))} "
+            f"per seed, from the result files' finish and wall times), so the CPU was shared"
+            if "load not recorded" in loads and any(overlap) else
+            "the load was not recorded" if "load not recorded" in loads else "measured on a quiet machine")
+    return (f"`./reproduce.sh {paper} {ds}` ({prof}, seeds {', '.join(str(r['seed']) for r in runs)}): "
+            f"{sum(walls) / 60:.0f} min in all, {min(walls) / 60:.0f}–{max(walls) / 60:.0f} min per seed "
+            f"({', '.join(sorted({r.get('environment', {}).get('device', '?') for r in runs}))}; {when}).")
+
+
+def timing_rows(out=ROOT / "results"):
+    """Wall time per seed of every committed main run (no overrides), with the load it ran under."""
+    rows = [main_command_line(out), "", "| paper | dataset (profile) | wall per seed (s) | seeds | device | load (1-min average, start → end) |",
+            "|---|---|---|---|---|---|"]
+    for paper in documented_papers():
+        module = importlib.import_module(f"papers.{paper}")
+        for ds in module.DATASETS:
+            for prof in ("quick", "paper"):
+                runs = results.load_runs(Path(out) / paper / ds / prof)
+                if not runs:
+                    continue
+                walls = ", ".join(f"{r['wall_seconds']:.0f}" for r in runs)
+                loads = sorted({load_note(r) for r in runs})
+                device = sorted({r.get("environment", {}).get("device", "?") for r in runs})
+                rows.append(f"| {paper} | {ds} ({prof}) | {walls} | {len(runs)} | {', '.join(device)} | "
+                            f"{'; '.join(loads)} |")
+    return rows
+
+
+PROFILE_LINE = re.compile(r"^profile *[:=] *(\w+)", re.I | re.M)
+COMMIT_LINE = re.compile(r"code: commit (\w+)( \+ uncommitted changes)?")
+
+
+def notebook_profile(path):
+    """(profile, commit or None, dirty) a committed notebook was executed at, read from its first outputs
+    ('profile: quick | ...' and 'code: commit <sha>'), or (None, None, None) if it holds no outputs."""
+    nb = json.loads(Path(path).read_text())
+    text = ""
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            t = o.get("text", "")
+            text += "".join(t) if isinstance(t, list) else t
+        if PROFILE_LINE.search(text):
+            break
+    prof, commit = PROFILE_LINE.search(text), COMMIT_LINE.search(text)
+    return (prof.group(1) if prof else None, commit.group(1) if commit else None,
+            bool(commit and commit.group(2)) if commit else None)
+
+
+def notebooks_block():
+    rows = ["| notebook | executed at profile | code it ran |", "|---|---|---|"]
+    for paper in documented_papers():
+        path = ROOT / "notebooks" / f"{paper}.ipynb"
+        if not path.is_file():
+            continue
+        prof, commit, dirty = notebook_profile(path)
+        code = "not recorded" if commit is None else f"`{commit[:7]}`" + (" + uncommitted changes" if dirty else "")
+        rows.append(f"| [`notebooks/{paper}.ipynb`](notebooks/{paper}.ipynb) | {prof or 'not executed'} | {code} |")
+    return rows
+
+
+BLOCKS = {"results": readme_table, "budgets": budgets_block, "timings": timing_rows, "notebooks": notebooks_block}
+
+
 def update_readme(path=ROOT / "README.md"):
+    """Rewrites every generated block of the README (<!-- name:start --> ... <!-- name:end -->, names in BLOCKS)."""
     text = path.read_text()
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    if start not in text or end not in text:
-        raise SystemExit(f"{path}: markers {start} / {end} not found")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(head + start + "\n" + "\n".join(readme_table()) + "\n" + end + tail)
+    for name, make in BLOCKS.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in text or end not in text:
+            if name == "results":
+                raise SystemExit(f"{path}: markers {start} / {end} not found")
+            continue
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + start + "\n" + "\n".join(make()) + "\n" + end + tail
+    path.write_text(text)
 
 
 if __name__ == "__main__":

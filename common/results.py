@@ -76,3 +76,65 @@ def mean_std(runs, key):
 
 def fmt(ms, digits=3):
     return "—" if ms is None else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f} (n={ms[2]})"
+
+
+def load_run_arrays(path):
+    """A run's ``seed<k>.npz`` as a dict, always with ``sample_index``: the rows that the per-sample float arrays
+    (embedding, q, ...) hold. Files written before the slim layout kept every row: their index is all rows."""
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    if "sample_index" not in arrays:
+        arrays["sample_index"] = np.arange(len(arrays["labels"]))
+    return arrays
+
+
+def sampled(arrays, name_or_values):
+    """An array (a key of ``arrays`` or per-sample values such as the true labels) at the rows of the per-sample
+    float arrays, i.e. ``labels[sample_index]`` beside ``embedding``. Arrays already of that length are returned
+    as they are (when n <= SAMPLE_SIZE the sample is every row, in order)."""
+    a = arrays[name_or_values] if isinstance(name_or_values, str) else np.asarray(name_or_values)
+    idx = arrays["sample_index"]
+    return a if len(a) == len(idx) else a[idx]
+
+
+def slim_file(path):
+    """Rewrites one ``seed<k>.npz`` written before the slim layout in that layout (``save_run_arrays``: integer
+    arrays whole, per-sample float arrays at ``sample_index(n)``, anything else whole), with n = len(labels).
+    Returns (bytes before, bytes after), or None when the file already has ``sample_index`` (left untouched)."""
+    path = Path(path)
+    with np.load(path) as f:
+        if "sample_index" in f.files:
+            return None
+        arrays = {k: f[k] for k in f.files}
+    before = path.stat().st_size
+    save_run_arrays(path, len(arrays["labels"]), **arrays)
+    return before, path.stat().st_size
+
+
+def slim(root, exclude=()):
+    """``slim_file`` on every ``seed*.npz`` under ``root`` except below the folders in ``exclude``; prints and
+    returns [(path, before, after)] for the files it rewrote."""
+    exclude = [Path(e).resolve() for e in exclude]
+    done = []
+    for p in sorted(Path(root).rglob("seed*.npz")):
+        if any(e == p.resolve() or e in p.resolve().parents for e in exclude):
+            continue
+        sizes = slim_file(p)
+        if sizes:
+            done.append((p, *sizes))
+            print(f"{p}: {sizes[0] / 1024:.0f} KB -> {sizes[1] / 1024:.0f} KB", flush=True)
+    return done
+
+
+if __name__ == "__main__":  # python -m common.results slim results/ [--exclude results/decs/usps/paper]
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m common.results",
+                                 description="slim: rewrite old seed*.npz files in the layout of save_run_arrays")
+    ap.add_argument("command", choices=["slim"])
+    ap.add_argument("root", nargs="?", default="results")
+    ap.add_argument("--exclude", action="append", default=[], help="a folder to leave alone (repeatable)")
+    args = ap.parse_args()
+    rewritten = slim(args.root, args.exclude)
+    print(f"{len(rewritten)} file(s) rewritten, {sum(b for _, b, _ in rewritten) / 2**20:.1f} MB -> "
+          f"{sum(a for _, _, a in rewritten) / 2**20:.1f} MB")

@@ -29,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from common import checkpoint, metrics, training
+from common import checkpoint, training
 
 # Table III of the paper (ACC %, NMI %), as fractions; None where the paper prints a dash.
 # Paper-reported data, not ours. Starred entries of the paper (from the original papers) are not marked.
@@ -412,44 +412,4 @@ def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
             "arrays": {"initial_embedding": model.initial_embedding.astype(np.float32), "kmeans_labels": km_labels}}
 
 
-# §IV-B baselines without a network: K-means on the pixels and on the first p principal components
-# keeping 90 % of the variance. (AE+K-means is ``kmeans_labels`` of run(): the same pre-trained AE.)
-def shallow_baselines(data, seed=0, n_init=10):
-    """{"K-means": labels, "PCA+K-means": labels} on the (resized) pixels; n_init=10 (the paper is silent)."""
-    from sklearn.decomposition import PCA
-
-    x = prepare(data).reshape(len(data), -1).astype(np.float64)
-    out = {}
-    with threadpool_limits(1, user_api="openmp"):
-        out["K-means"] = KMeans(data.n_clusters, n_init=n_init, random_state=seed).fit_predict(x)
-        z = PCA(n_components=0.90, svd_solver="full", random_state=seed).fit_transform(x)
-        out["PCA+K-means"] = KMeans(data.n_clusters, n_init=n_init, random_state=seed).fit_predict(z)
-    out["pca_components"] = z.shape[1]
-    return out
-
-
-def write_baselines(dataset, seeds=(0, 1, 2), out="results"):
-    """results/dekm/<dataset>/baselines/seed<k>.json with the metrics of shallow_baselines (labels: evaluation only)."""
-    from pathlib import Path
-
-    from common import datasets, results
-
-    data = datasets.load(dataset)
-    for seed in seeds:
-        t0 = time.perf_counter()
-        labels = shallow_baselines(data, seed)
-        rec = {"paper": "dekm", "dataset": dataset, "seed": seed, "n_samples": len(data),
-               "pca_components": labels.pop("pca_components"), "wall_seconds": time.perf_counter() - t0,
-               "extra_metrics": {k: metrics.evaluate(data.y, v) for k, v in labels.items()}, "metrics": {}}
-        results.write_json(Path(out) / "dekm" / dataset / "baselines" / f"seed{seed}.json", rec)
-        print(dataset, seed, {k: round(v["acc"], 4) for k, v in rec["extra_metrics"].items()}, flush=True)
-
-
-if __name__ == "__main__":  # python -m papers.dekm baselines usps coil20
-    import sys
-
-    if len(sys.argv) < 3 or sys.argv[1] != "baselines" or any(d not in DATASETS for d in sys.argv[2:]):
-        print(f"usage: python -m papers.dekm baselines <{'|'.join(DATASETS)}> ...", file=sys.stderr)
-        sys.exit(2)
-    for name in sys.argv[2:]:
-        write_baselines(name)
+# §IV-B baselines without a network (K-means, PCA + K-means on the pixels of prepare()): common.baselines.

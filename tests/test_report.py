@@ -1,0 +1,254 @@
+"""Reporting, result arrays and figures: provenance flags, notes, cluster counts derived from old files, the slim
+.npz layout, training curves that start at k-means on the pre-trained embedding, generated README blocks."""
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from common import plots, report, results  # noqa: E402
+
+
+def _run(seed=0, paper="decs", **extra):
+    return {"paper": paper, "dataset": "usps", "profile": "quick", "seed": seed, "metrics": {"acc": 0.5}, **extra}
+
+
+# --- provenance and notes ------------------------------------------------------------------------------------------
+def test_provenance_flags():
+    assert "no commit" in report.provenance_issue(_run())
+    assert "uncommitted" in report.provenance_issue(_run(git={"commit": "a" * 40, "dirty": True}))
+    old = _run(git={"commit": "b" * 40, "dirty": False, "code_fingerprint": "not-today"})
+    assert "older code (bbbbbbb)" in report.provenance_issue(old)
+    today = _run(git={"commit": "c" * 40, "dirty": False, "code_fingerprint": report.code_version("decs")})
+    assert report.provenance_issue(today) is None
+
+
+def test_notes_count_empty_clusters_and_provenance():
+    ok = {"commit": "c" * 40, "dirty": False, "code_fingerprint": report.code_version("decs")}
+    full = _run(0, git=ok, cluster_sizes=[5, 5, 5], metrics={"acc": 1, "nonempty_clusters": 3})
+    lost = _run(1, git=ok, cluster_sizes=[10, 5, 0], metrics={"acc": 1, "nonempty_clusters": 2})
+    assert report.notes([full]) == ""
+    assert report.notes([full, lost]) == "1/2 seeds left clusters empty: 1 of 3"
+    n = report.notes([full, lost, _run(2)])  # a third seed without counts or commit
+    assert n.startswith("1/3 seeds left clusters empty") and "1/3 seeds: no commit recorded" in n
+
+
+def test_budget_issue_flags_runs_of_an_older_profile():
+    from papers import decs
+
+    quick = decs.PROFILES["quick"]
+    same = _run(config={**quick, "alpha": 1.0})
+    older = _run(config={**quick, "ae_epochs": quick["ae_epochs"] + 1})
+    overridden = _run(config={**quick, "ae_epochs": 7}, overrides={"ae_epochs": 7})
+    assert report.budget_issue(same) is None and report.budget_issue(overridden) is None
+    assert report.budget_issue(older) == (f"budget of an older quick profile: ae_epochs {quick['ae_epochs'] + 1} "
+                                          f"(today {quick['ae_epochs']})")
+    assert "1/2 seeds: budget of an older quick profile" in report.notes([same, older])
+
+
+def _old_layout(path, n, k=3, seed=0):
+    """A seed<k>.npz as written before the slim layout: every row of every array."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k - 1, n)  # cluster k-1 left empty
+    arrays = {"labels": labels, "embedding": rng.normal(size=(n, 4)).astype("float32"),
+              "centers": rng.normal(size=(k, 4)).astype("float32"), "q": rng.dirichlet(np.ones(k), n).astype("float32"),
+              "kmeans_labels": rng.integers(0, k, n).astype("int32")}
+    np.savez_compressed(path, **arrays)
+    return arrays
+
+
+def test_cluster_counts_derived_from_labels_for_old_results(tmp_path):
+    arrays = _old_layout(tmp_path / "seed0.npz", 50)
+    (tmp_path / "seed0.json").write_text(json.dumps(_run(0)))
+    before = (tmp_path / "seed0.json").read_text()
+    [run] = report.load_runs(tmp_path)
+    sizes = np.bincount(arrays["labels"], minlength=3)
+    assert run["cluster_sizes"] == sizes.tolist() and sizes[-1] == 0
+    assert run["metrics"]["nonempty_clusters"] == 2 and run["metrics"]["smallest_cluster"] == sizes[:2].min()
+    assert run["derived"]["by"] == report.DERIVED_BY and "cluster_sizes" in run["derived"]["fields"]
+    assert (tmp_path / "seed0.json").read_text() == before  # the record itself is not rewritten
+    assert "counted from the .npz labels" in report.notes([run])
+    recorded = _run(1, cluster_sizes=[1, 2, 3], metrics={"acc": 1, "nonempty_clusters": 3, "smallest_cluster": 1})
+    assert report.with_cluster_counts(recorded, tmp_path) is recorded  # counts in the file win
+
+
+# --- the slim .npz layout --------------------------------------------------------------------------------------------
+def test_slim_rewrites_old_files_in_the_save_run_arrays_layout(tmp_path):
+    n = results.SAMPLE_SIZE + 500
+    old = _old_layout(tmp_path / "seed0.npz", n)
+    before, after = results.slim_file(tmp_path / "seed0.npz")
+    assert after < before
+    new = results.load_run_arrays(tmp_path / "seed0.npz")
+    idx = results.sample_index(n)
+    np.testing.assert_array_equal(new["sample_index"], idx)
+    for name in ("labels", "kmeans_labels", "centers"):  # integer arrays and centres whole, dtype kept
+        np.testing.assert_array_equal(new[name], old[name])
+        assert new[name].dtype == old[name].dtype
+    for name in ("embedding", "q"):  # per-sample floats at the sample
+        np.testing.assert_array_equal(new[name], old[name][idx])
+    np.testing.assert_array_equal(results.sampled(new, "labels"), old["labels"][idx])
+    assert results.slim_file(tmp_path / "seed0.npz") is None  # already slim: untouched
+    # the same as a run written today by save_run_arrays
+    results.save_run_arrays(tmp_path / "seed1.npz", n, **old)
+    today = results.load_run_arrays(tmp_path / "seed1.npz")
+    assert set(today) == set(new) and all(np.array_equal(today[k], new[k]) for k in new)
+
+
+def test_slim_skips_excluded_folders_and_small_data(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "skip").mkdir()
+    small = _old_layout(tmp_path / "a" / "seed0.npz", 40)
+    _old_layout(tmp_path / "skip" / "seed0.npz", results.SAMPLE_SIZE + 10)
+    done = results.slim(tmp_path, exclude=[tmp_path / "skip"])
+    assert [p.parent.name for p, _, _ in done] == ["a"]
+    assert "sample_index" not in np.load(tmp_path / "skip" / "seed0.npz").files
+    a = results.load_run_arrays(tmp_path / "a" / "seed0.npz")
+    np.testing.assert_array_equal(a["embedding"], small["embedding"])  # n <= SAMPLE_SIZE: every row, in order
+    np.testing.assert_array_equal(results.sampled(a, "labels"), small["labels"])
+
+
+def test_load_run_arrays_of_an_old_file_has_every_row(tmp_path):
+    old = _old_layout(tmp_path / "seed0.npz", 30)
+    a = results.load_run_arrays(tmp_path / "seed0.npz")
+    np.testing.assert_array_equal(a["sample_index"], np.arange(30))
+    np.testing.assert_array_equal(results.sampled(a, old["labels"]), old["labels"])
+
+
+# --- figures ---------------------------------------------------------------------------------------------------------
+def _dcss_like(seed):
+    """DCSS's history: two logged phases (no 'cluster' key), a float entry, the similarity switch."""
+    return {"paper": "dcss", "dataset": "usps", "profile": "quick", "seed": seed, "overrides": {},
+            "baseline_metrics": {"kmeans_on_pretrained_embedding": {"acc": 0.60, "nmi": 0.50}},
+            "history": {"pretrain": {"loss": [1.0]}, "phase1": {"eval": [{"step": 10, "acc": 0.61, "nmi": 0.52,
+                                                                          "loss": 900.0}]},
+                        "phase2": {"steps_per_epoch": 2, "similarity_space": ["u", "u", "q", "q"],
+                                   "eval": [{"step": 2 * (i + 1), "acc": 0.62 + 0.01 * i, "nmi": 0.55, "loss": 5.0 - i}
+                                            for i in range(4)]},
+                        "seconds": 12.0}}
+
+
+def test_training_curve_starts_at_kmeans_and_chains_phases():
+    c = plots.training_curve(_dcss_like(0))
+    assert c["step"] == [0, 10, 12, 14, 16, 18] and c["acc"][0] == 0.60
+    assert c["loss_step"] == [12, 14, 16, 18]  # only the last phase's objective
+    assert (10, "phase1 → phase2") in c["marks"] and (14, "similarities from q (Eq. 5)") in c["marks"]
+    dekm_like = {"seed": 0, "baseline_metrics": {"kmeans_on_pretrained_embedding": {"acc": 0.7, "nmi": 0.6}},
+                 "history": {"cluster": {"eval": [{"step": 0, "acc": 0.7, "nmi": 0.6},
+                                                  {"step": 40, "acc": 0.8, "nmi": 0.7, "loss": 0.3}]}}}
+    assert plots.training_curve(dekm_like)["step"] == [0, 40]  # the log's own step 0, not twice
+
+
+def test_curves_figure_draws_every_phase_with_one_colour_per_seed():
+    fig = plots.curves_figure([_dcss_like(0), _dcss_like(1)])
+    axes = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert [ax.get_ylabel().split()[0] for ax in axes] == ["ACC", "NMI", "clustering"]  # no cluster-count panel
+    for ax in axes:
+        lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1 and line.get_color() != "0.5"]
+        assert {line.get_color() for line in lines} == {"C0", "C1"}  # the regression: DCSS axes were empty
+        assert any(line.get_color() == "0.5" for line in ax.get_lines())  # phase boundary marked
+    acc_ax = axes[0]
+    assert any(list(line.get_xdata()) == [0] and line.get_ydata()[0] == 0.60 for line in acc_ax.get_lines())
+    lo, hi = acc_ax.get_ylim()
+    assert lo > 0.5 and hi < 0.7  # scaled to the data, not [0, 1]
+    assert fig.legends and "seed 1" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_curves_figure_leaves_out_single_point_panels():
+    run = {"seed": 0, "history": {"cluster": {"eval": [{"step": 500, "acc": 0.9, "nmi": 0.8, "loss": 0.1}]}},
+           "baseline_metrics": {"kmeans_on_pretrained_embedding": {"acc": 0.85, "nmi": 0.8}}}
+    fig = plots.curves_figure([run])
+    assert [ax.get_ylabel().split()[0] for ax in fig.axes if ax.get_ylabel()] == ["ACC", "NMI"]  # loss: one point
+
+
+def test_embedding_figure_refuses_misaligned_labels(tmp_path):
+    with pytest.raises(ValueError, match="sampled"):
+        plots.embedding_figure(np.zeros((5, 2)), np.zeros(9, int), None, tmp_path / "x.png")
+
+
+# --- generated README blocks -----------------------------------------------------------------------------------------
+def test_budget_rows_read_the_profiles():
+    from papers import decs
+
+    rows = report.budget_rows("decs")
+    for key, value in decs.PROFILES["quick"].items():
+        row = next(r for r in rows if r.startswith(f"| `{key}` |"))
+        assert f"{value:,}" in row
+    assert "(20 %)" in next(r for r in rows if r.startswith("| `ae_epochs` |"))  # 100 of the paper's 500
+
+
+def test_metric_label_names_the_nmi():
+    assert report.metric_label("nmi", "nmi_max") == "NMI (I/max H)" and report.metric_label("acc") == "ACC"
+
+
+def test_update_readme_rewrites_only_the_generated_blocks(tmp_path, monkeypatch):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nmiddle\n"
+                      "<!-- budgets:start -->\nold\n<!-- budgets:end -->\nend\n")
+    monkeypatch.setattr(report, "BLOCKS", {"results": lambda: ["R"], "budgets": lambda: ["B1", "B2"],
+                                           "timings": lambda: ["T"]})
+    report.update_readme(readme)
+    assert readme.read_text() == ("intro\n<!-- results:start -->\nR\n<!-- results:end -->\nmiddle\n"
+                                  "<!-- budgets:start -->\nB1\nB2\n<!-- budgets:end -->\nend\n")
+
+
+def test_notebook_profile_is_read_from_its_outputs(tmp_path):
+    nb = {"cells": [{"cell_type": "markdown", "source": "x"},
+                    {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stderr", "text": "noise\n"},
+                                                      {"output_type": "stream", "name": "stdout",
+                                                       "text": ["profile: quick | backend=tensorflow\n",
+                                                                "code: commit 0123456789abcdef + uncommitted changes\n"]}]}]}
+    (tmp_path / "n.ipynb").write_text(json.dumps(nb))
+    assert report.notebook_profile(tmp_path / "n.ipynb") == ("quick", "0123456789abcdef", True)
+    (tmp_path / "e.ipynb").write_text(json.dumps({"cells": []}))
+    assert report.notebook_profile(tmp_path / "e.ipynb") == (None, None, None)
+
+
+# --- shallow baselines (common.baselines) ------------------------------------------------------------------------
+@pytest.mark.parametrize("paper, rows", [("decs", {"k-means", "GMM"}), ("dekm", {"K-means", "PCA+K-means"})])
+def test_baselines_file(tmp_path, monkeypatch, paper, rows):
+    from common import baselines, datasets
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = np.clip(rng.normal(size=(60, 4, 4, 1)) * 0.05 + y[:, None, None, None] / 3, 0, 1).astype("float32")
+    monkeypatch.setattr(datasets, "load", lambda name: datasets.Dataset(x=x, y=y, n_clusters=3, name=name))
+    baselines.write(paper, "usps", seeds=(0, 1), out=tmp_path)
+    runs = results.load_runs(tmp_path / paper / "usps" / "baselines")
+    assert [r["seed"] for r in runs] == [0, 1]
+    for r in runs:
+        assert set(r["extra_metrics"]) == rows and set(r["settings"]) == rows
+        assert all(m["acc"] == 1.0 for m in r["extra_metrics"].values())  # three well-separated groups
+        assert "commit" in r["git"] and r["data"]["shape"] == [60, 16]
+        assert r["command"] == f"python -m common.baselines {paper} usps"
+    assert report.ours(tmp_path / paper / "usps" / "baselines", "acc", f"extra_metrics/{sorted(rows)[0]}")[2] == 2
+
+
+def test_run_figures_pairs_the_sampled_embedding_with_its_labels(tmp_path, monkeypatch):
+    n = results.SAMPLE_SIZE + 300
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, n)
+    embedding = np.eye(3, dtype="float32")[labels] + rng.normal(size=(n, 3)).astype("float32") * 0.01
+    results.save_run_arrays(tmp_path / "seed0.npz", n, labels=labels, embedding=embedding,
+                            centers=np.eye(3, dtype="float32"))
+    seen = {}
+    monkeypatch.setattr(plots, "embedding_figure", lambda z, lab, c, path, **kw: seen.update(z=z, labels=lab))
+    run = {**_dcss_like(0), "paper": "decs"}
+    plots.run_figures(tmp_path, [run])
+    assert (tmp_path / "curves.png").is_file()
+    assert len(seen["z"]) == len(seen["labels"]) == results.SAMPLE_SIZE
+    np.testing.assert_array_equal(np.argmax(seen["z"], 1), seen["labels"])  # each point with its own label
+
+
+def test_curves_figure_shows_cluster_counts_when_logged():
+    run = {"seed": 2, "baseline_metrics": {"kmeans_on_pretrained_embedding": {"acc": 0.7, "nmi": 0.6,
+                                                                              "nonempty_clusters": 10}},
+           "history": {"cluster": {"eval": [{"step": s, "acc": 0.8, "nmi": 0.7, "loss": 1.0 / s, "nonempty_clusters": k}
+                                            for s, k in ((500, 10), (1000, 9), (1500, 9))]}}}
+    fig = plots.curves_figure([run])
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels[-1] == "non-empty clusters"
+    counts = [line for line in fig.axes[3].get_lines() if line.get_color() == "C2" and len(line.get_xdata()) > 1][0]
+    assert list(counts.get_xdata()) == [0, 500, 1000, 1500] and list(counts.get_ydata()) == [10, 10, 9, 9]
