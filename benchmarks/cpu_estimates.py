@@ -1,6 +1,7 @@
 """CPU time of one paper-profile seed, estimated from rates measured in committed result files.
 
-    python -m benchmarks.cpu_estimates        # writes results/cpu_estimates.json, prints a markdown table
+    python -m benchmarks.cpu_estimates   # writes results/cpu_estimates.json and the README block between
+                                         # <!-- estimates:start --> and <!-- estimates:end -->
 
 Not a measurement of the paper profile: each row multiplies the paper's budget (papers/<name>.py PROFILES["paper"])
 by per-epoch / per-iteration times of a smaller run on this 2-core CPU (median over epochs, the first excluded,
@@ -22,8 +23,8 @@ from common import results  # noqa: E402
 
 # (paper, dataset to estimate, measured run, the data set it was measured on)
 SOURCES = [
-    ("decs", "usps", "results/decs/usps/quick/seed0.json", "usps"),
-    ("decs", "mnist", "results/decs/usps/quick/seed0.json", "usps"),
+    ("decs", "usps", "results/decs/usps/paper/seed0.json", "usps"),
+    ("decs", "mnist", "results/decs/usps/paper/seed0.json", "usps"),
     ("dekm", "usps", "results/dekm/usps/timing_quiet_paper_seed0.json", "usps"),
     ("dekm", "mnist", "results/dekm/mnist/quick/seed0.json", "mnist"),
     ("dcss", "usps", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
@@ -101,12 +102,22 @@ def table(rows):
     return out
 
 
+def update_readme(lines, path=ROOT / "README.md"):
+    text = path.read_text()
+    start, end = "<!-- estimates:start -->", "<!-- estimates:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+
+
 def main():
     rows = [estimate(*s) for s in SOURCES]
     results.write_json(ROOT / "results" / "cpu_estimates.json",
                        {"command": "python -m benchmarks.cpu_estimates", "note": __doc__.split("\n\n")[2],
                         "estimates": rows})
-    print("\n".join(table(rows)))
+    lines = table(rows)
+    update_readme(lines)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
