@@ -56,8 +56,21 @@ def test_pairwise_precision_by_hand():
 
 def test_evaluate_keys_and_perfect():
     out = metrics.evaluate(Y, Y + 5)
-    assert set(out) == {"acc", "nmi", "nmi_max", "ari", "f1_macro", "f1_micro", "pairwise_precision"}
-    assert all(v == pytest.approx(1.0) for v in out.values())
+    scores = {"acc", "nmi", "nmi_max", "ari", "f1_macro", "f1_micro", "pairwise_precision"}
+    assert set(out) == scores | {"nonempty_clusters", "smallest_cluster"}
+    assert all(out[k] == pytest.approx(1.0) for k in scores)
+    assert out["nonempty_clusters"] == len(np.unique(Y))  # relabelled ids are still one cluster each
+
+
+def test_cluster_counts_see_an_empty_cluster():
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    pred = np.array([0, 0, 0, 0, 0, 2, 2, 2, 1])  # cluster 1 keeps one sample
+    out = metrics.evaluate(y, pred)
+    assert out["nonempty_clusters"] == 3 and out["smallest_cluster"] == 1
+    out = metrics.evaluate(y, np.where(pred == 1, 2, pred))  # cluster 1 emptied
+    assert out["nonempty_clusters"] == 2 and out["smallest_cluster"] == 4
+    np.testing.assert_array_equal(metrics.cluster_sizes(np.array([0, 0, 3]), 5), [2, 0, 0, 1, 0])
+    assert metrics.evaluate(y, np.zeros(9, int), n_clusters=10)["nonempty_clusters"] == 1
 
 
 @pytest.mark.parametrize("bad", [np.array([0, 1]), np.array([[0, 1, 0, 1, 0, 1]]), np.array([0, 1, np.nan, 0, 1, 0])])
