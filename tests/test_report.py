@@ -252,3 +252,28 @@ def test_curves_figure_shows_cluster_counts_when_logged():
     assert labels[-1] == "non-empty clusters"
     counts = [line for line in fig.axes[3].get_lines() if line.get_color() == "C2" and len(line.get_xdata()) > 1][0]
     assert list(counts.get_xdata()) == [0, 500, 1000, 1500] and list(counts.get_ydata()) == [10, 10, 9, 9]
+
+
+def test_git_state_dirty_only_for_code(tmp_path):
+    """A result's dirty flag: modified tracked code under papers/ or common/ counts; result files do not."""
+    import subprocess
+
+    from common import setup
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "papers").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "papers" / "x.py").write_text("a = 1\n")
+    (tmp_path / "results" / "r.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    clean = setup.git_state(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "results" / "r.json").write_text('{"acc": 1}\n')
+    assert setup.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "papers" / "x.py").write_text("a = 2\n")
+    state = setup.git_state(tmp_path)
+    assert state["dirty"] is True and state["dirty_files"] == ["papers/x.py"]
