@@ -78,12 +78,12 @@ def code_version(module):
     return training.code_fingerprint(module, training, checkpoint, metrics)
 
 
-def checkpoint_dir(module, paper, dataset, profile, config, seed, data):
-    """The run's checkpoint folder in the per-user cache: one per (config, seed, data, code)."""
+def checkpoint_dir(code, paper, dataset, profile, config, seed, data):
+    """The run's checkpoint folder in the per-user cache: one per (config, seed, data, code fingerprint)."""
     from common import checkpoint, training
 
     key = training.config_hash({"config": dataclasses.asdict(config), "seed": seed, **training.data_fingerprint(data.x),
-                                "code": code_version(module)})
+                                "code": code})
     return checkpoint.cache_root() / paper / dataset / "runs" / f"{profile}_seed{seed}_{key}"
 
 
@@ -102,7 +102,7 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1,
     kwargs = {"cache_dir": checkpoint.cache_root() / paper / dataset, "verbose": verbose}
     ckpt = None
     if "checkpoint_dir" in inspect.signature(module.run).parameters:
-        ckpt = checkpoint_dir(module, paper, dataset, profile, config, seed, data)
+        ckpt = checkpoint_dir(git["code_fingerprint"], paper, dataset, profile, config, seed, data)
         if fresh:
             shutil.rmtree(ckpt, ignore_errors=True)
         kwargs["checkpoint_dir"] = ckpt
