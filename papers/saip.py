@@ -25,8 +25,8 @@ Readings where the paper is ambiguous or garbled (../shared/specs/saip.md's, exc
     ``zero_p1_mass``, ``nonempty``): Eq. (5) is lowered by a degenerate move. The codes drift away from the centres
     (mean ||h|| grows several-fold while the centres stay put); far from every centre, Eq. (7)'s u_i - z_ij depends
     only on the direction of h, so P1 comes to agree with HOE's cosine P2 and the clipped zero-P1 terms shrink.
-    Labels churn (tens of % per epoch at lr 1e-3) and clusters empty. It happens with P2 constant or
-    differentiated and at lr 1e-3 and 1e-4 (slower at 1e-4), so it is neither the gradient reading nor the rate.
+    Labels churn and clusters empty. It happens for HOE with P2 constant or differentiated, at lr 1e-3 and 1e-4,
+    and for HOMO (results/saip/mnist-test/quick/*), so it is neither the gradient reading nor the rate.
   - Scale: for HOE and HOT the loss is invariant to a common scaling of the codes and centres (Eqs. 6-7, 9-10), so
     its gradient scales as 1/scale and the effective step of SGD depends on the scale of the DAE codes.
   - Eq. (6): f_j = sum_i Q(h_i|w_j) runs over the mini-batch in training ("forward propagation") and over the whole
