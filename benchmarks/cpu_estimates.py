@@ -8,7 +8,9 @@ by per-epoch / per-iteration times of a smaller run on this 2-core CPU (median o
 which includes graph compilation), and names that run and its load average (> 2: the cores were shared, so the
 estimate is pessimistic). Rows marked "scaled" carry a rate measured on another data set over by samples x pixels
 (convolution cost grows with both); they are order-of-magnitude figures. A DEKM row is an upper bound: its
-clustering stops at the first update where < 0.1 % of labels change, usually long before the iteration cap.
+clustering stops at the first update where < 0.1 % of labels change, usually long before the iteration cap; so
+are SAIP rows (the 0.03 % rule may stop it before re * ep epochs) and R-DC rows (the tau rule ends phase 2, usually
+long before the 100,000-iteration cap: the quick run's own phase 2 is printed beside it).
 """
 import json
 import sys
@@ -29,6 +31,9 @@ SOURCES = [
     ("dekm", "mnist", "results/dekm/mnist/quick/seed0.json", "mnist"),
     ("dcss", "usps", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
     ("dcss", "mnist", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
+    ("saip", "mnist-test", "results/saip/mnist-test/quick/seed0.json", "mnist-test"),
+    ("saip", "mnist", "results/saip/mnist-test/quick/seed0.json", "mnist-test"),
+    ("rdc", "fmnist", "results/rdc/fmnist/quick/seed0.json", "fmnist"),
 ]
 SIZES = {"usps": (9298, 16 * 16), "mnist": (70000, 28 * 28), "mnist-test": (10000, 28 * 28),
          "fmnist": (70000, 28 * 28), "coil20": (1440, 28 * 28)}
@@ -39,20 +44,24 @@ def _median(values):
     return float(np.median(values)) if values else float("nan")
 
 
-def paper_budget(paper):
+def paper_budget(paper, dataset):
     import dataclasses
     import importlib
 
     module = importlib.import_module(f"papers.{paper}")
     budget = dict(module.PROFILES["paper"])
     budget.pop("subset_per_class", None)
-    return dataclasses.asdict(module.Config(**budget))
+    cfg = module.Config(**budget)
+    if paper == "saip":  # Table II's row of the data set: the epoch cap re * ep
+        cfg = cfg.resolved(dataset)
+        return {**dataclasses.asdict(cfg), "cluster_epochs": cfg.max_epochs()}
+    return dataclasses.asdict(cfg)
 
 
 def rates(paper, run):
     """Seconds per unit of each stage, from one result file."""
     h = run["history"]
-    out = {"ae_epoch": _median(h["pretrain"].get("epoch_seconds", []))}
+    out = {"ae_epoch": _median(h["pretrain"].get("epoch_seconds", []))} if "pretrain" in h else {}
     if paper == "decs":
         c = h["cluster"]
         out["iteration"] = _median(c["chunk_seconds"]) / c["steps_per_chunk"]
@@ -63,6 +72,14 @@ def rates(paper, run):
     elif paper == "dcss":
         out["phase1_epoch"] = _median(h["phase1"]["epoch_seconds"])
         out["phase2_epoch"] = _median(h["phase2"]["epoch_seconds"])
+    elif paper == "saip":
+        out["cluster_epoch"] = _median(h["cluster"]["epoch_seconds"])
+    elif paper == "rdc":
+        p2 = h["phase2"]
+        out["phase1_iteration"] = 1.0 / h["phase1"]["iterations_per_second"]
+        out["phase2_iteration"] = 1.0 / p2["iterations_per_second"]
+        out["refresh"] = p2["refresh_seconds"] / max(len(p2["refreshes"]), 1)
+        out["steps_per_refresh"] = p2["steps_per_refresh"]
     return out
 
 
@@ -72,8 +89,8 @@ def estimate(paper, dataset, source, measured_on):
     n0, p0 = SIZES[measured_on]
     n1, p1 = SIZES[dataset]
     scale = (n1 * p1) / (n0 * p0)  # per-epoch work; per-iteration work scales by pixels only
-    cfg = paper_budget(paper)
-    stages = {"pretrain": cfg["ae_epochs"] * r["ae_epoch"] * scale}
+    cfg = paper_budget(paper, dataset)
+    stages = {} if paper == "rdc" else {"pretrain": cfg["ae_epochs"] * r["ae_epoch"] * scale}
     if paper == "decs":
         stages["clustering"] = cfg["cluster_iters"] * r["iteration"] * p1 / p0
     elif paper == "dekm":
@@ -82,8 +99,16 @@ def estimate(paper, dataset, source, measured_on):
     elif paper == "dcss":
         stages["phase 1"] = cfg["phase1_epochs"] * r["phase1_epoch"] * scale
         stages["phase 2"] = cfg["phase2_epochs"] * r["phase2_epoch"] * scale
+    elif paper == "saip":
+        stages["clustering (at most)"] = cfg["cluster_epochs"] * r["cluster_epoch"] * n1 / n0
+    elif paper == "rdc":
+        stages["phase 1"] = cfg["pretrain_iters"] * r["phase1_iteration"]
+        refreshes = cfg["max_iters"] / r["steps_per_refresh"]
+        stages["phase 2 (at most)"] = cfg["max_iters"] * r["phase2_iteration"] + refreshes * r["refresh"]
+        stages["phase 2 as in the quick run"] = run["history"]["phase2"]["seconds"]
     load = run.get("load_average")
-    return {"paper": paper, "dataset": dataset, "hours": sum(stages.values()) / 3600,
+    total = sum(v for k, v in stages.items() if k != "phase 2 as in the quick run")
+    return {"paper": paper, "dataset": dataset, "hours": total / 3600,
             "stages_hours": {k: v / 3600 for k, v in stages.items()}, "rates_seconds": r,
             "measured_in": source, "measured_on": measured_on, "scaled": measured_on != dataset,
             "source_load_average": load, "budget": {k: cfg[k] for k in cfg if k.endswith(("epochs", "iters"))}}
@@ -97,7 +122,7 @@ def table(rows):
         load = e["source_load_average"]
         note = "load unknown" if load is None else f"load {load['start'][0]:.1f}"
         src = f"`{e['measured_in']}` ({note}{', scaled from ' + e['measured_on'] if e['scaled'] else ''})"
-        bound = "≤ " if e["paper"] == "dekm" else ""
+        bound = "≤ " if e["paper"] in ("dekm", "saip", "rdc") else ""
         out.append(f"| {e['paper']} | {e['dataset']} | {bound}{e['hours']:.1f} | {stages} | {src} |")
     return out
 
