@@ -2,7 +2,8 @@
 # The long CPU runs, one at a time (never two jobs timing each other), each at the newest commit of main, run from
 # a clean worktree so that results record a clean commit; results go to this checkout's results/. Re-reads the job
 # list before every job (edit it freely; "#" comments a job out). A job whose result file exists with a code
-# fingerprint is done. Runs are resumable: start this again after an interruption and it continues.
+# fingerprint is done. Runs are resumable: start this again after an interruption and it continues. While the file
+# .queue-pause exists in the checkout, no new job starts (for timing-sensitive work outside the queue, e.g. CI).
 #     nohup benchmarks/cpu_queue.sh >> queue.log 2>&1 &
 set -u
 MAIN="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,6 +24,7 @@ next_job() {
 }
 mkdir -p $FAILED
 while true; do
+  while [ -e "$MAIN/.queue-pause" ]; do sleep 15; done
   line=$(next_job); [ -z "$line" ] && { echo "=== queue empty $(date -u +%FT%TZ)"; break; }
   marker=${line%% *}; args=${line#* }
   git -C $WT checkout -q --detach "$(git -C $MAIN rev-parse HEAD)"
