@@ -4,6 +4,8 @@
 # list before every job (edit it freely; "#" comments a job out). A job whose result file exists with a code
 # fingerprint is done. Runs are resumable: start this again after an interruption and it continues. While the file
 # .queue-pause exists in the checkout, no new job starts (for timing-sensitive work outside the queue, e.g. CI).
+# A job whose arguments start with "!" is a shell command instead (run in the worktree, $MAIN set; e.g. the
+# authors'-code anchors), done when its result file exists.
 #     nohup benchmarks/cpu_queue.sh >> queue.log 2>&1 &
 set -u
 MAIN="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,7 +19,8 @@ while pgrep -f "python -m common.cli" > /dev/null; do sleep 20; done  # a job st
 next_job() {
   while read -r marker args; do
     { [ -z "$marker" ] || [ "${marker:0:1}" = "#" ]; } && continue
-    if [ -f "$MAIN/results/$marker" ] && grep -q code_fingerprint "$MAIN/results/$marker"; then continue; fi
+    if [ -f "$MAIN/results/$marker" ] && { [ "${args:0:1}" = "!" ] || grep -q code_fingerprint "$MAIN/results/$marker"; }
+    then continue; fi
     [ -f "$FAILED/$(echo "$marker" | tr / _)" ] && continue
     echo "$marker $args"; return
   done < $JOBS
@@ -29,9 +32,9 @@ while true; do
   marker=${line%% *}; args=${line#* }
   git -C $WT checkout -q --detach "$(git -C $MAIN rev-parse HEAD)"
   echo "=== $(date -u +%FT%TZ) start $args (commit $(git -C $WT rev-parse --short HEAD))"
-  (cd $WT && ./reproduce.sh $args --out $MAIN/results)
+  if [ "${args:0:1}" = "!" ]; then (cd $WT && MAIN=$MAIN bash -c "${args:1}"); else (cd $WT && ./reproduce.sh $args --out $MAIN/results); fi
   rc=$?
   echo "=== $(date -u +%FT%TZ) end rc=$rc $args"
-  if [ $rc -ne 0 ] && ! { [ -f "$MAIN/results/$marker" ] && grep -q code_fingerprint "$MAIN/results/$marker"; }; then
+  if [ $rc -ne 0 ] && ! { [ -f "$MAIN/results/$marker" ] && { [ "${args:0:1}" = "!" ] || grep -q code_fingerprint "$MAIN/results/$marker"; }; }; then
     touch "$FAILED/$(echo "$marker" | tr / _)"; fi
 done
