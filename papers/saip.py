@@ -27,6 +27,10 @@ Readings where the paper is ambiguous or garbled (../shared/specs/saip.md's, exc
     only on the direction of h, so P1 comes to agree with HOE's cosine P2 and the clipped zero-P1 terms shrink.
     Labels churn and clusters empty. It happens for HOE with P2 constant or differentiated, at lr 1e-3 and 1e-4,
     and for HOMO (results/saip/mnist-test/quick/*), so it is neither the gradient reading nor the rate.
+    The cause (notebook, "Why: a near-uniform target"): at the k-means start P2 is close to uniform for every
+    variant (for HOE and HOT by construction: z in [0, 2] bounds Eq. 8's kernel to [1/3, 1], and DEC's
+    (1 + z^2)^-1 reading to [1/5, 1]) while P1 is sparse (Eq. 7's max); nearly all of Eq. (5)'s value sits on
+    P1's clipped zeros, and Eq. (7) fills them only when a code's distances to the centres become alike: far away.
   - Scale: for HOE and HOT the loss is invariant to a common scaling of the codes and centres (Eqs. 6-7, 9-10), so
     its gradient scales as 1/scale and the effective step of SGD depends on the scale of the DAE codes.
   - Eq. (6): f_j = sum_i Q(h_i|w_j) runs over the mini-batch in training ("forward propagation") and over the whole
