@@ -138,13 +138,13 @@ def paper_reference(module, dataset, runs=(), method=None):
 
 
 def paper_vs_ours(paper, datasets, profile, out=ROOT / "results", keys=None, method=None, source="metrics",
-                  label=None, with_notes=False):
+                  label=None, with_notes=False, setting=""):
     """Markdown rows '| paper | method | dataset | metric | ours | seeds | paper [| notes] |' for one method;
-    ``keys`` default to the paper's METRICS."""
+    ``keys`` default to the paper's METRICS; ``setting`` a settings subfolder (e.g. 'variant=homo')."""
     module = importlib.import_module(f"papers.{paper}")
     rows = []
     for ds in datasets:
-        folder = Path(out) / paper / ds / profile
+        folder = Path(out) / paper / ds / profile / setting
         runs = load_runs(folder)
         n = len(runs)
         row, ref, nmi_key = paper_reference(module, ds, runs, method)
@@ -196,8 +196,35 @@ HEADER = ["| paper | method | dataset | metric | ours (mean ± std) | seeds | pa
           "|---|---|---|---|---|---|---|---|"]
 
 
+def row_settings(module, folder):
+    """The settings subfolders of ``folder`` (one data set and profile) whose runs are other rows of the paper's
+    tables, e.g. SAIP's variants, DEKM_F, R-DC's baselines: ``method_of`` their config names a method that differs
+    from the main runs', has reported numbers on the data set, and needs every override of the folder (setting one
+    back to the main runs' value changes the method). Ablations of the main row (a learning rate, a noise level)
+    and sweeps stay out. Sorted names, e.g. ['variant=hit', 'variant=homo']."""
+    folder = Path(folder)
+    if not hasattr(module, "method_of") or not folder.is_dir():
+        return []
+    main = results.load_runs(folder)
+    main_method = module.method_of(main[0]["config"]) if main else module.METHOD
+    out = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        runs = results.load_runs(sub)
+        if not runs:
+            continue
+        config, method = runs[0]["config"], module.method_of(runs[0]["config"])
+        if method == main_method or not module.PAPER_RESULTS.get(method, {}).get(folder.parent.name):
+            continue
+        over = runs[0].get("overrides") or {}
+        if main and any(module.method_of({**config, k: main[0]["config"].get(k)}) == method for k in over):
+            continue
+        out.append(sub.name)
+    return out
+
+
 def readme_table(out=ROOT / "results"):
-    """Rows for every paper/dataset/profile that has result files."""
+    """Rows for every paper/dataset/profile that has result files: the main runs, then each other row of the
+    paper's tables run there (``row_settings``), the method column naming its ``--set`` settings."""
     rows = []
     for paper_dir in sorted(Path(out).glob("*")):
         if not (ROOT / "papers" / f"{paper_dir.name}.py").is_file():
@@ -205,9 +232,15 @@ def readme_table(out=ROOT / "results"):
         module = importlib.import_module(f"papers.{paper_dir.name}")
         for ds in module.DATASETS:
             for prof in ("quick", "paper"):
-                if results.load_runs(paper_dir / ds / prof):
+                base = paper_dir / ds / prof
+                for setting in ([""] if results.load_runs(base) else []) + row_settings(module, base):
+                    label = None
+                    if setting:
+                        method = module.method_of(results.load_runs(base / setting)[0]["config"])
+                        label = f"{method} (`{setting}`)"
                     rows += [r.replace(f"| {ds} |", f"| {ds} ({prof}) |")
-                             for r in paper_vs_ours(paper_dir.name, [ds], prof, out, with_notes=True)]
+                             for r in paper_vs_ours(paper_dir.name, [ds], prof, out, with_notes=True,
+                                                    setting=setting, label=label)]
     return HEADER + rows if rows else ["(no result files yet)"]
 
 
@@ -355,21 +388,24 @@ def main_command_line(out=ROOT / "results"):
 
 
 def timing_rows(out=ROOT / "results"):
-    """Wall time per seed of every committed main run (no overrides), with the load it ran under."""
+    """Wall time per seed of every committed main run and other paper row (``row_settings``), with its load."""
     rows = [main_command_line(out), "", "| paper | dataset (profile) | wall per seed (s) | seeds | device | load (1-min average, start → end) |",
             "|---|---|---|---|---|---|"]
     for paper in documented_papers():
         module = importlib.import_module(f"papers.{paper}")
         for ds in module.DATASETS:
             for prof in ("quick", "paper"):
-                runs = results.load_runs(Path(out) / paper / ds / prof)
-                if not runs:
-                    continue
-                walls = ", ".join(f"{r['wall_seconds']:.0f}" for r in runs)
-                loads = sorted({load_note(r) for r in runs})
-                device = sorted({r.get("environment", {}).get("device", "?") for r in runs})
-                rows.append(f"| {paper} | {ds} ({prof}) | {walls} | {len(runs)} | {', '.join(device)} | "
-                            f"{'; '.join(loads)} |")
+                base = Path(out) / paper / ds / prof
+                for setting in [""] + row_settings(module, base):
+                    runs = results.load_runs(base / setting)
+                    if not runs:
+                        continue
+                    walls = ", ".join(f"{r['wall_seconds']:.0f}" for r in runs)
+                    loads = sorted({load_note(r) for r in runs})
+                    device = sorted({r.get("environment", {}).get("device", "?") for r in runs})
+                    where = f"{ds} ({prof}{', ' + setting if setting else ''})"
+                    rows.append(f"| {paper} | {where} | {walls} | {len(runs)} | {', '.join(device)} | "
+                                f"{'; '.join(loads)} |")
     return rows
 
 

@@ -277,3 +277,25 @@ def test_git_state_dirty_only_for_code(tmp_path):
     (tmp_path / "papers" / "x.py").write_text("a = 2\n")
     state = setup.git_state(tmp_path)
     assert state["dirty"] is True and state["dirty_files"] == ["papers/x.py"]
+
+
+def test_row_settings_keep_other_paper_rows_and_drop_ablations(tmp_path):
+    """A subfolder is a README row when its settings select another reported method (SAIP's HOMO), not when they
+    only change a budget or a rate of the main method, nor when a setting beyond the method's own is added."""
+    from papers import saip
+
+    base = tmp_path / "saip" / "mnist-test" / "quick"
+    main_cfg = {"variant": "HOE", "backbone": "mlp", "learning_rate": None}
+    folders = {"": ({}, main_cfg), "variant=homo": ({"variant": "homo"}, {**main_cfg, "variant": "homo"}),
+               "learning_rate=0.0001": ({"learning_rate": 1e-4}, {**main_cfg, "learning_rate": 1e-4}),
+               "learning_rate=0.0001,variant=hot": ({"learning_rate": 1e-4, "variant": "hot"},
+                                                    {**main_cfg, "learning_rate": 1e-4, "variant": "hot"}),
+               "variant=unknown": ({"variant": "unknown"}, {**main_cfg, "variant": "unknown"}),
+               "variant=hit": None}                                   # a folder without result files
+    for name, spec in folders.items():
+        (base / name).mkdir(parents=True, exist_ok=True)
+        if spec:
+            over, cfg = spec
+            (base / name / "seed0.json").write_text(json.dumps({**_run(paper="saip"), "overrides": over, "config": cfg}))
+    assert report.row_settings(saip, base) == ["variant=homo"]
+    assert report.row_settings(saip, tmp_path / "missing") == []
