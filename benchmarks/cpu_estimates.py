@@ -32,7 +32,7 @@ SOURCES = [
     ("dcss", "usps", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
     ("dcss", "mnist", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
     ("saip", "mnist-test", "results/saip/mnist-test/quick/seed0.json", "mnist-test"),
-    ("saip", "mnist", "results/saip/mnist-test/quick/seed0.json", "mnist-test"),
+    ("saip", "mnist", "results/saip/mnist/quick/seed0.json", "mnist"),
     ("rdc", "fmnist", "results/rdc/fmnist/quick/seed0.json", "fmnist"),
 ]
 SIZES = {"usps": (9298, 16 * 16), "mnist": (70000, 28 * 28), "mnist-test": (10000, 28 * 28),
