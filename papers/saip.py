@@ -26,7 +26,9 @@ Readings where the paper is ambiguous or garbled (../shared/specs/saip.md's, exc
     (mean ||h|| grows several-fold while the centres stay put); far from every centre, Eq. (7)'s u_i - z_ij depends
     only on the direction of h, so P1 comes to agree with HOE's cosine P2 and the clipped zero-P1 terms shrink.
     Labels churn and clusters empty. It happens for HOE with P2 constant or differentiated, at lr 1e-3 and 1e-4,
-    and for HOMO (results/saip/mnist-test/quick/*), so it is neither the gradient reading nor the rate.
+    and for HOMO (results/saip/mnist-test/quick/*), so it is neither the gradient reading nor the rate; at the
+    paper profile for all four variants (results/saip/mnist-test/paper/*), and on mnist at quick (clusters stay
+    occupied there, but ACC falls just as far below the DAE + k-means start).
     The cause (notebook, "Why: a near-uniform target"): at the k-means start P2 is close to uniform for every
     variant (for HOE and HOT by construction: z in [0, 2] bounds Eq. 8's kernel to [1/3, 1], and DEC's
     (1 + z^2)^-1 reading to [1/5, 1]) while P1 is sparse (Eq. 7's max); nearly all of Eq. (5)'s value sits on
