@@ -201,7 +201,7 @@ def row_settings(module, folder):
     tables, e.g. SAIP's variants, DEKM_F, R-DC's baselines: ``method_of`` their config names a method that differs
     from the main runs', has reported numbers on the data set, and needs every override of the folder (setting one
     back to the main runs' value changes the method). Ablations of the main row (a learning rate, a noise level)
-    and sweeps stay out. Sorted names, e.g. ['variant=hit', 'variant=homo']."""
+    and sweeps stay out. Sorted (name, method) pairs, e.g. [('variant=hit', 'HIT'), ('variant=homo', 'HOMO')]."""
     folder = Path(folder)
     if not hasattr(module, "method_of") or not folder.is_dir():
         return []
@@ -218,7 +218,7 @@ def row_settings(module, folder):
         over = runs[0].get("overrides") or {}
         if main and any(module.method_of({**config, k: main[0]["config"].get(k)}) == method for k in over):
             continue
-        out.append(sub.name)
+        out.append((sub.name, method))
     return out
 
 
@@ -233,11 +233,8 @@ def readme_table(out=ROOT / "results"):
         for ds in module.DATASETS:
             for prof in ("quick", "paper"):
                 base = paper_dir / ds / prof
-                for setting in ([""] if results.load_runs(base) else []) + row_settings(module, base):
-                    label = None
-                    if setting:
-                        method = module.method_of(results.load_runs(base / setting)[0]["config"])
-                        label = f"{method} (`{setting}`)"
+                for setting, method in ([("", None)] if results.load_runs(base) else []) + row_settings(module, base):
+                    label = f"{method} (`{setting}`)" if setting else None
                     rows += [r.replace(f"| {ds} |", f"| {ds} ({prof}) |")
                              for r in paper_vs_ours(paper_dir.name, [ds], prof, out, with_notes=True,
                                                     setting=setting, label=label)]
@@ -396,7 +393,7 @@ def timing_rows(out=ROOT / "results"):
         for ds in module.DATASETS:
             for prof in ("quick", "paper"):
                 base = Path(out) / paper / ds / prof
-                for setting in [""] + row_settings(module, base):
+                for setting, _ in [("", None)] + row_settings(module, base):
                     runs = results.load_runs(base / setting)
                     if not runs:
                         continue

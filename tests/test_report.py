@@ -297,5 +297,5 @@ def test_row_settings_keep_other_paper_rows_and_drop_ablations(tmp_path):
         if spec:
             over, cfg = spec
             (base / name / "seed0.json").write_text(json.dumps({**_run(paper="saip"), "overrides": over, "config": cfg}))
-    assert report.row_settings(saip, base) == ["variant=homo"]
+    assert report.row_settings(saip, base) == [("variant=homo", "HOMO")]
     assert report.row_settings(saip, tmp_path / "missing") == []
