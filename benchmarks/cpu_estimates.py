@@ -29,8 +29,8 @@ SOURCES = [
     ("decs", "mnist", "results/decs/usps/paper/seed0.json", "usps"),
     ("dekm", "usps", "results/dekm/usps/timing_quiet_paper_seed0.json", "usps"),
     ("dekm", "mnist", "results/dekm/mnist/quick/seed0.json", "mnist"),
-    ("dcss", "usps", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
-    ("dcss", "mnist", "results/dcss/usps/timing_quiet_quick_seed0.json", "usps"),
+    ("dcss", "usps", "results/dcss/usps/benchmark_tensorflow_cpu.json", "usps"),
+    ("dcss", "mnist", "results/dcss/usps/benchmark_tensorflow_cpu.json", "usps"),
     ("saip", "mnist-test", "results/saip/mnist-test/quick/seed0.json", "mnist-test"),
     ("saip", "mnist", "results/saip/mnist/quick/seed0.json", "mnist"),
     ("rdc", "fmnist", "results/rdc/fmnist/quick/seed0.json", "fmnist"),
@@ -59,7 +59,10 @@ def paper_budget(paper, dataset):
 
 
 def rates(paper, run):
-    """Seconds per unit of each stage, from one result file."""
+    """Seconds per unit of each stage, from one result file (or a benchmarks/dcss_speed.py file)."""
+    if "seconds_per_epoch" in run:  # dcss_speed.py: per-epoch medians already taken, the first epoch excluded
+        s = run["seconds_per_epoch"]
+        return {"ae_epoch": s["pretrain"], "phase1_epoch": s["phase1"], "phase2_epoch": s["phase2"]}
     h = run["history"]
     out = {"ae_epoch": _median(h["pretrain"].get("epoch_seconds", []))} if "pretrain" in h else {}
     if paper == "decs":

@@ -398,7 +398,7 @@ def timing_rows(out=ROOT / "results"):
                     if not runs:
                         continue
                     walls = ", ".join(f"{r['wall_seconds']:.0f}" for r in runs)
-                    loads = sorted({load_note(r) for r in runs})
+                    loads = [load_note(r) for r in runs]  # in the order of the wall times
                     device = sorted({r.get("environment", {}).get("device", "?") for r in runs})
                     where = f"{ds} ({prof}{', ' + setting if setting else ''})"
                     rows.append(f"| {paper} | {where} | {walls} | {len(runs)} | {', '.join(device)} | "

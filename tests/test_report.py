@@ -299,3 +299,16 @@ def test_row_settings_keep_other_paper_rows_and_drop_ablations(tmp_path):
             (base / name / "seed0.json").write_text(json.dumps({**_run(paper="saip"), "overrides": over, "config": cfg}))
     assert report.row_settings(saip, base) == [("variant=homo", "HOMO")]
     assert report.row_settings(saip, tmp_path / "missing") == []
+
+
+def test_timing_rows_give_each_seed_its_own_load(tmp_path):
+    """The load column lists one note per seed in the order of the wall times (a sorted set of notes paired the
+    walls with other seeds' loads)."""
+    folder = tmp_path / "decs" / "usps" / "paper"
+    folder.mkdir(parents=True)
+    for seed, wall, load in ((0, 5205.0, 3.5), (1, 1507.0, 1.0), (2, 1468.0, 2.4)):
+        (folder / f"seed{seed}.json").write_text(json.dumps(_run(
+            seed, profile="paper", wall_seconds=wall, load_average={"start": [load], "end": [load]})))
+    row = next(r for r in report.timing_rows(tmp_path) if r.startswith("| decs | usps (paper) |"))
+    assert "| 5205, 1507, 1468 | 3 |" in row
+    assert row.endswith("| load 3.5 → 3.5; load 1.0 → 1.0; load 2.4 → 2.4 |")
