@@ -328,6 +328,12 @@ def load_note(run):
     return f"load {la['start'][0]:.1f} → {la['end'][0]:.1f}"
 
 
+def resumed(run):
+    """Whether a phase of ``run`` was resumed from a checkpoint (its ``resumed_at`` epochs): its ``wall_seconds`` then
+    count the last sitting only, while the phases' ``epoch_seconds`` cover every sitting."""
+    return any(isinstance(h, dict) and h.get("resumed_at") for h in run.get("history", {}).values())
+
+
 def _interval(run):
     import datetime
 
@@ -397,7 +403,8 @@ def timing_rows(out=ROOT / "results"):
                     runs = results.load_runs(base / setting)
                     if not runs:
                         continue
-                    walls = ", ".join(f"{r['wall_seconds']:.0f}" for r in runs)
+                    walls = ", ".join(f"{r['wall_seconds']:.0f}" + (" (resumed: last sitting only)" if resumed(r) else "")
+                                      for r in runs)
                     loads = [load_note(r) for r in runs]  # in the order of the wall times
                     device = sorted({r.get("environment", {}).get("device", "?") for r in runs})
                     where = f"{ds} ({prof}{', ' + setting if setting else ''})"

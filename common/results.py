@@ -66,6 +66,16 @@ def load_runs(folder):
     return sorted(runs, key=lambda r: r["seed"])
 
 
+def merge_tables(*tables):
+    """One {method: {dataset: numbers}} from a paper's tables, each table adding its data sets to a method's row
+    (a later table's entry for the same method and data set replaces the earlier one)."""
+    out = {}
+    for table in tables:
+        for method, cols in table.items():
+            out.setdefault(method, {}).update(cols)
+    return out
+
+
 def mean_std(runs, key):
     """(mean, std, n) of ``run['metrics'][key]`` over runs (population std), or None without runs."""
     vals = [r["metrics"][key] for r in runs if key in r.get("metrics", {})]

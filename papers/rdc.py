@@ -199,18 +199,11 @@ def _parse_ablation(text):
     return out
 
 
-def _merge(*tables):
-    out = {}
-    for t in tables:
-        for method, cols in t.items():
-            out.setdefault(method, {}).update(cols)
-    return out
-
-
 METHOD = "R-DC"
 NMI_KEY = "nmi"
 METRICS = ("acc", "f1_macro", "f1_micro", "nmi")  # the paper reports ACC and F1 (after the Hungarian mapping)
-PAPER_RESULTS = _merge(_parse_methods(_T3), _parse_methods(_T4), _parse_methods(_T5), _parse_ablation(_T8))
+PAPER_RESULTS = results.merge_tables(_parse_methods(_T3), _parse_methods(_T4), _parse_methods(_T5),
+                                     _parse_ablation(_T8))
 PAPER_TIMES = {r[0]: {ds: float(v) for ds, v in zip(_rows(_T6)[0][1:], r[1:])} for r in _rows(_T6)[1]}
 DATASETS = ("fmnist",)                # the only R-DC data set available offline
 EXTRA_DATASETS = ("mnist", "usps")    # runnable, not in the paper

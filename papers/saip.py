@@ -195,20 +195,13 @@ def _parse_table(text, cols):
     return table
 
 
-def _merge(*tables):
-    out = {}
-    for t in tables:
-        for method, cols in t.items():
-            out.setdefault(method, {}).update(cols)
-    return out
-
-
 _TABLE6 = _parse_table(_T6, ("P1", "P2"))
 METHOD = "HOE"
 # PAPER_RESULTS[method][dataset] -> {acc, nmi, ari, pairwise_precision}; Table VI's P2 predictions as "<variant> (P2)".
-PAPER_RESULTS = _merge(_parse_table(_T3, ("mnist", "mnist-test")), _parse_table(_T4, ("cifar10-test", "reuters10k")),
-                       _parse_table(_T5, ("cifar100-aquatic",)),
-                       {f"{m} (P2)": {"mnist": cols["P2"]} for m, cols in _TABLE6.items()})
+PAPER_RESULTS = results.merge_tables(_parse_table(_T3, ("mnist", "mnist-test")),
+                                     _parse_table(_T4, ("cifar10-test", "reuters10k")),
+                                     _parse_table(_T5, ("cifar100-aquatic",)),
+                                     {f"{m} (P2)": {"mnist": cols["P2"]} for m, cols in _TABLE6.items()})
 DATASETS = ("mnist-test", "mnist")  # Table III's columns (mnist = the paper's mnist-full, train + test)
 DOWNLOAD_DATASETS = ("cifar10-test", "cifar100-aquatic", "reuters10k")  # Tables IV-V: real loaders, need a download
 EXTRA_DATASETS = ("usps", "fmnist", "coil20") + DOWNLOAD_DATASETS  # runnable, not in 'all'

@@ -55,3 +55,28 @@ def blobs(n, k, size, seed=0, noise=0.15):
     protos = rng.uniform(size=(k, size, size, 1))
     y = np.arange(n) % k
     return np.clip(protos[y] + noise * rng.normal(size=(n, size, size, 1)), 0, 1).astype("float32"), y
+
+
+def fit_with_and_without_labels(fit, x, y):
+    """{"x", "y", "with_y", "without_y", "with_y_kmeans", "without_y_kmeans"}: the model ``fit(x, labels)`` returns,
+    trained once with the labels and once without, and the one k-means call of each run (its input embedding,
+    centres and assignments) recorded from ``common.training.kmeans``. Tests use it to show that labels reach the
+    evaluation log only."""
+    from common import training
+
+    out = {"x": x, "y": y}
+    kmeans = training.kmeans
+    with pytest.MonkeyPatch.context() as mp:
+        for key, labels in (("with_y", y), ("without_y", None)):
+            calls = []
+
+            def recording_kmeans(z, *args, calls=calls, **kwargs):
+                centers, assign = kmeans(z, *args, **kwargs)
+                calls.append({"z": np.array(z), "centers": np.array(centers), "labels": np.array(assign)})
+                return centers, assign
+
+            mp.setattr(training, "kmeans", recording_kmeans)
+            out[key] = fit(x, labels)
+            assert len(calls) == 1
+            out[key + "_kmeans"] = calls[0]
+    return out

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import grad, blobs
+from conftest import blobs, fit_with_and_without_labels, grad
 from papers import dcss
 
 RNG = np.random.default_rng(0)
@@ -281,25 +281,9 @@ FIT_CFG = dict(batch_size=20, ae_epochs=1, phase1_epochs=2, T1=2, phase2_epochs=
 @pytest.fixture(scope="module")
 def fitted():
     """The same run with labels and without; the k-means initialisation of each recorded."""
-    from common import training
-
     x, y = blobs(40, 3, 16)
-    out = {"x": x, "y": y}
-    kmeans = training.kmeans
-    with pytest.MonkeyPatch.context() as mp:
-        for key, labels in (("with_y", y), ("without_y", None)):
-            calls = []
-
-            def recording_kmeans(z, *args, calls=calls, **kwargs):
-                centers, assign = kmeans(z, *args, **kwargs)
-                calls.append({"z": np.array(z), "centers": np.array(centers), "labels": np.array(assign)})
-                return centers, assign
-
-            mp.setattr(training, "kmeans", recording_kmeans)
-            out[key] = dcss.DCSS(3, dcss.Config(**FIT_CFG), seed=0, cache_dir=None, verbose=0).fit(x, labels)
-            assert len(calls) == 1
-            out[key + "_kmeans"] = calls[0]
-    return out
+    return fit_with_and_without_labels(
+        lambda x, labels: dcss.DCSS(3, dcss.Config(**FIT_CFG), seed=0, cache_dir=None, verbose=0).fit(x, labels), x, y)
 
 
 def test_fit_phase1_schedule_and_centre_update(fitted):

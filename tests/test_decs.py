@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import grad, blobs
+from conftest import blobs, fit_with_and_without_labels, grad
 from papers import decs
 
 RNG = np.random.default_rng(0)
@@ -220,25 +220,9 @@ FIT_CFG = dict(ae_epochs=1, cluster_iters=6, log_every=2, batch_size=16, kmeans_
 @pytest.fixture(scope="module")
 def fitted():
     """The same run with labels and without; the k-means initialisation (embedding, centres) of each recorded."""
-    from common import training
-
     x, y = blobs(48, 3, 16)
-    out = {"x": x, "y": y}
-    kmeans = training.kmeans
-    with pytest.MonkeyPatch.context() as mp:
-        for key, labels in (("with_y", y), ("without_y", None)):
-            calls = []
-
-            def recording_kmeans(z, *args, calls=calls, **kwargs):
-                centers, assign = kmeans(z, *args, **kwargs)
-                calls.append({"z": np.array(z), "centers": np.array(centers), "labels": np.array(assign)})
-                return centers, assign
-
-            mp.setattr(training, "kmeans", recording_kmeans)
-            model = decs.DECS(3, decs.Config(**FIT_CFG), seed=0, cache_dir=None, verbose=0).fit(x, labels)
-            assert len(calls) == 1
-            out[key], out[key + "_kmeans"] = model, calls[0]
-    return out
+    return fit_with_and_without_labels(
+        lambda x, labels: decs.DECS(3, decs.Config(**FIT_CFG), seed=0, cache_dir=None, verbose=0).fit(x, labels), x, y)
 
 
 def test_fit_trains_the_centres_and_the_encoder(fitted):

@@ -312,3 +312,26 @@ def test_timing_rows_give_each_seed_its_own_load(tmp_path):
     row = next(r for r in report.timing_rows(tmp_path) if r.startswith("| decs | usps (paper) |"))
     assert "| 5205, 1507, 1468 | 3 |" in row
     assert row.endswith("| load 3.5 → 3.5; load 1.0 → 1.0; load 2.4 → 2.4 |")
+    assert "resumed" not in row
+
+
+def test_timing_rows_mark_a_resumed_run(tmp_path):
+    """A run resumed from a checkpoint records the last sitting's wall time only: the table says so."""
+    folder = tmp_path / "dcss" / "usps" / "paper"
+    folder.mkdir(parents=True)
+    history = {"pretrain": {"resumed_at": []}, "phase1": {"resumed_at": [57]}, "seconds": 10.0}
+    (folder / "seed0.json").write_text(json.dumps(_run(0, paper="dcss", profile="paper", wall_seconds=3600.0,
+                                                       history=history)))
+    assert report.resumed(json.loads((folder / "seed0.json").read_text()))
+    assert not report.resumed(_run(history={"pretrain": {"resumed_at": []}}))
+    row = next(r for r in report.timing_rows(tmp_path) if r.startswith("| dcss | usps (paper) |"))
+    assert "| 3600 (resumed: last sitting only) | 1 |" in row
+
+
+def test_merge_tables_adds_each_tables_data_sets_to_the_method():
+    t3 = {"A": {"mnist": {"acc": 0.9}}, "B": {"mnist": {"acc": 0.8}}}
+    t4 = {"A": {"cifar10": {"acc": 0.5}}, "C": {"cifar10": {"acc": 0.4}}}
+    fix = {"A": {"mnist": {"acc": 0.91}}}
+    assert results.merge_tables(t3, t4, fix) == {"A": {"mnist": {"acc": 0.91}, "cifar10": {"acc": 0.5}},
+                                                "B": {"mnist": {"acc": 0.8}}, "C": {"cifar10": {"acc": 0.4}}}
+    assert t3["A"] == {"mnist": {"acc": 0.9}}  # the inputs are left as they were
