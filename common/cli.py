@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import importlib
 import inspect
+import json
 import os
 import shutil
 import sys
@@ -87,6 +88,25 @@ def checkpoint_dir(code, paper, dataset, profile, config, seed, data):
     return checkpoint.cache_root() / paper / dataset / "runs" / f"{profile}_seed{seed}_{key}"
 
 
+def begin_sitting(folder):
+    """Records in a run's checkpoint folder that a sitting (one process running it) starts now; returns the earlier
+    sittings of the run, ``[{"started", "seconds"}]``. An interrupted sitting lasts from its start to the last
+    checkpoint it wrote (work after that write was lost, and is redone and counted in a later sitting).
+    (Here, not in common.checkpoint: it does not change what a run computes, so it stays out of code_version.)"""
+    from common import results
+
+    folder, now = Path(folder), time.time()
+    path = folder / "sittings.json"
+    sittings = json.loads(path.read_text()) if path.is_file() else []
+    written = [p.stat().st_mtime for p in folder.glob("*") if p.name != path.name] if folder.is_dir() else []
+    for s in sittings:
+        if s.get("seconds") is None:
+            s["seconds"] = max(0.0, max(written, default=s["start_unix"]) - s["start_unix"])
+    results.write_json(path, sittings + [{"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                                          "start_unix": now, "seconds": None}])
+    return [{"started": s["started"], "seconds": s["seconds"]} for s in sittings]
+
+
 def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1, fresh=False):
     from common import checkpoint, datasets, metrics, results, setup, training
 
@@ -107,9 +127,12 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1,
             shutil.rmtree(ckpt, ignore_errors=True)
         kwargs["checkpoint_dir"] = ckpt
         print(f"[{paper} {dataset} {profile} seed={seed}] checkpoints: {ckpt}", flush=True)
+    earlier = begin_sitting(ckpt) if ckpt is not None else []
     load_start, t0 = os.getloadavg(), time.perf_counter()
     out = module.run(data, config, seed, **kwargs)
     wall = time.perf_counter() - t0
+    sittings = earlier + [{"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - wall)),
+                           "seconds": wall}]
     k = data.n_clusters
     scores = metrics.evaluate(data.y, out["labels"], k)
     record = {
@@ -121,6 +144,8 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1,
         if "kmeans_labels" in out else {},
         "extra_metrics": {name: metrics.evaluate(data.y, v, k) for name, v in out.get("extra_labels", {}).items()},
         "git": git, "environment": env, "wall_seconds": wall,
+        # every sitting of a resumed run: earlier ones from their start to their last checkpoint write
+        "sittings": sittings, "wall_seconds_all_sittings": sum(s["seconds"] for s in sittings),
         "load_average": {"start": list(load_start), "end": list(os.getloadavg())},  # > 2: the 2 cores were shared
         "history": out["history"], "command": "./reproduce.sh " + " ".join(sys.argv[1:]),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -334,6 +334,15 @@ def resumed(run):
     return any(isinstance(h, dict) and h.get("resumed_at") for h in run.get("history", {}).values())
 
 
+def wall_note(run):
+    """A run's wall time for the timing table: all its sittings when it was resumed and recorded them (common.cli
+    .begin_sitting), else its one sitting, flagged when a phase was resumed (then the last sitting only)."""
+    sittings = run.get("sittings") or []
+    if len(sittings) > 1:
+        return f"{run['wall_seconds_all_sittings']:.0f} ({len(sittings)} sittings)"
+    return f"{run['wall_seconds']:.0f}" + (" (resumed: last sitting only)" if resumed(run) else "")
+
+
 def _interval(run):
     import datetime
 
@@ -403,8 +412,7 @@ def timing_rows(out=ROOT / "results"):
                     runs = results.load_runs(base / setting)
                     if not runs:
                         continue
-                    walls = ", ".join(f"{r['wall_seconds']:.0f}" + (" (resumed: last sitting only)" if resumed(r) else "")
-                                      for r in runs)
+                    walls = ", ".join(wall_note(r) for r in runs)
                     loads = [load_note(r) for r in runs]  # in the order of the wall times
                     device = sorted({r.get("environment", {}).get("device", "?") for r in runs})
                     where = f"{ds} ({prof}{', ' + setting if setting else ''})"

@@ -326,6 +326,12 @@ def test_timing_rows_mark_a_resumed_run(tmp_path):
     assert not report.resumed(_run(history={"pretrain": {"resumed_at": []}}))
     row = next(r for r in report.timing_rows(tmp_path) if r.startswith("| dcss | usps (paper) |"))
     assert "| 3600 (resumed: last sitting only) | 1 |" in row
+    sittings = [{"started": "a", "seconds": 5000.0}, {"started": "b", "seconds": 3600.0}]
+    (folder / "seed0.json").write_text(json.dumps(_run(0, paper="dcss", profile="paper", wall_seconds=3600.0,
+                                                       history=history, sittings=sittings,
+                                                       wall_seconds_all_sittings=8600.0)))
+    row = next(r for r in report.timing_rows(tmp_path) if r.startswith("| dcss | usps (paper) |"))
+    assert "| 8600 (2 sittings) | 1 |" in row
 
 
 def test_merge_tables_adds_each_tables_data_sets_to_the_method():

@@ -177,6 +177,27 @@ def test_reproduce_killed_mid_run_resumes_to_the_same_result(tmp_path):
                                   np.load(tmp_path / "ref" / folder / "seed0.npz")["labels"])
     assert got["metrics"] == ref["metrics"]
     assert not list(runs.glob("*/cluster.json"))
+    # both sittings timed: the killed one up to its last checkpoint, the last one whole
+    assert len(ref["sittings"]) == 1 and len(got["sittings"]) == 2
+    assert got["sittings"][0]["seconds"] > 0 and got["sittings"][1]["seconds"] == got["wall_seconds"]
+    assert got["wall_seconds_all_sittings"] == pytest.approx(sum(s["seconds"] for s in got["sittings"]))
+
+
+def test_begin_sitting_times_an_interrupted_sitting_to_its_last_checkpoint(tmp_path):
+    """An earlier sitting lasts from its start to the newest file it wrote in the folder (the sittings file aside)."""
+    from common import cli
+
+    folder = tmp_path / "run"
+    assert cli.begin_sitting(folder) == []
+    first = json.loads((folder / "sittings.json").read_text())[0]["start_unix"]
+    (folder / "cluster.json").write_text("{}")
+    os.utime(folder / "cluster.json", (first + 42.0, first + 42.0))
+    earlier = cli.begin_sitting(folder)
+    assert len(earlier) == 1 and earlier[0]["seconds"] == pytest.approx(42.0)
+    second = json.loads((folder / "sittings.json").read_text())[1]["start_unix"]
+    os.utime(folder / "cluster.json", (second - 1.0, second - 1.0))  # the second sitting wrote nothing
+    again = cli.begin_sitting(folder)
+    assert [s["seconds"] for s in again] == [pytest.approx(42.0), 0.0]
 
 
 def _crash_after(monkeypatch, stops):
