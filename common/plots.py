@@ -69,9 +69,10 @@ def training_curve(run):
 
     Returns {"step", "acc", "nmi", "nonempty_clusters": lists (NaN where not logged), "loss_step", "loss": the
     last phase's loss (the clustering objective; phases' losses are different functions), "marks": [(step,
-    label)] phase boundaries and DCSS's switch from u- to q-space similarities}."""
+    label)] phase boundaries and DCSS's switch from u- to q-space similarities, "phase_ends": each phase's last
+    step}."""
     keys = ("acc", "nmi", "nonempty_clusters")
-    out = {"step": [], **{k: [] for k in keys}, "loss_step": [], "loss": [], "marks": []}
+    out = {"step": [], **{k: [] for k in keys}, "loss_step": [], "loss": [], "marks": [], "phase_ends": []}
 
     def add(step, entry):
         out["step"].append(step)
@@ -96,7 +97,35 @@ def training_curve(run):
         if space and per_epoch and "q" in space and space[0] != "q":
             out["marks"].append((offset + space.index("q") * per_epoch, "similarities from q (Eq. 5)"))
         offset += h["eval"][-1]["step"]
+        out["phase_ends"].append(offset)
     return out
+
+
+MIN_PHASE_WIDTH = 0.25  # of the longest phase's: a short phase after a long one stays readable
+
+
+def phase_axis(curves):
+    """Knots (steps, positions) of a piecewise-linear step axis on which every phase is drawn at least
+    MIN_PHASE_WIDTH of the longest phase's width (phase ends: the latest over the runs), or None when every
+    phase is that long already (then the axis is linear)."""
+    n = max((len(c["phase_ends"]) for c in curves), default=0)
+    ends = [max(c["phase_ends"][i] for c in curves if len(c["phase_ends"]) > i) for i in range(n)]
+    steps = np.array([0.0] + ends)
+    lengths = np.diff(steps)
+    if n < 2 or lengths.min() >= MIN_PHASE_WIDTH * lengths.max():
+        return None
+    widths = np.maximum(lengths, MIN_PHASE_WIDTH * lengths.max())
+    return steps, np.concatenate([[0.0], np.cumsum(widths)])
+
+
+def _piecewise(xs, ys):
+    """Piecewise-linear map through the knots (xs, ys), extended linearly beyond both ends (an axis margin)."""
+    def f(v):
+        v = np.asarray(v, float)
+        lo = ys[0] + (v - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
+        hi = ys[-1] + (v - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return np.where(v < xs[0], lo, np.where(v > xs[-1], hi, np.interp(v, xs, ys)))
+    return f
 
 
 def curves_figure(runs, path=None, title=None):
@@ -116,8 +145,12 @@ def curves_figure(runs, path=None, title=None):
     if not panels:
         axes[0].text(0.5, 0.5, "no evaluation log with two points", ha="center", va="center", transform=axes[0].transAxes)
         axes[0].set_axis_off()
-    marks = {}
+    marks, knots = {}, phase_axis([c for _, c in curves])
     for ax, (key, xkey, label) in zip(axes, panels):
+        if knots is not None:
+            ax.set_xscale("function", functions=(_piecewise(*knots), _piecewise(knots[1], knots[0])))
+            ax.set_xticks(knots[0])
+            ax.tick_params(axis="x", labelrotation=30)
         for r, c in curves:
             x, y = np.asarray(c[xkey], float), np.asarray(c[key], float)
             ok = np.isfinite(y)
@@ -143,6 +176,9 @@ def curves_figure(runs, path=None, title=None):
     handles.append(Line2D([], [], ls="", marker="s", mfc="white", mec="k", ms=7, label=f"step 0: {STEP0}"))
     for i, what in enumerate(sorted(marks)):
         handles.append(Line2D([], [], color="0.5", ls=(0, (4, 2)) if i == 0 else ":", label=what))
+    if knots is not None:
+        handles.append(Line2D([], [], ls="", label=f"step axis not to scale: each phase\n"
+                                                   f"≥ {MIN_PHASE_WIDTH:.0%} of the longest one's width"))
     fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
     if title is None and runs:
         r = runs[0]

@@ -156,6 +156,26 @@ def test_curves_figure_draws_every_phase_with_one_colour_per_seed():
     assert fig.legends and "seed 1" in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
+def test_a_short_phase_after_a_long_one_is_widened_on_the_step_axis():
+    """DCSS's paper profile: 38,000 phase-1 steps, then 380 of phase 2, which a linear axis squeezes into 1%."""
+    long = _dcss_like(0)
+    long["history"]["phase1"]["eval"] = [{"step": 1000, "acc": 0.61, "nmi": 0.52, "loss": 900.0}]
+    c = plots.training_curve(long)
+    assert c["phase_ends"] == [1000, 1008]
+    steps, positions = plots.phase_axis([c])
+    np.testing.assert_allclose(steps, [0, 1000, 1008])
+    np.testing.assert_allclose(positions, [0, 1000, 1250])  # phase 2 drawn a quarter as wide as phase 1
+    forward = plots._piecewise(steps, positions)
+    np.testing.assert_allclose(forward([500, 1004, 1016]), [500, 1125, 1500])  # beyond the end: same slope
+    np.testing.assert_allclose(plots._piecewise(positions, steps)(forward([3.0, 1007.0])), [3.0, 1007.0])
+    fig = plots.curves_figure([long])
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "function" and list(ax.get_xticks()) == [0, 1000, 1008]
+    assert any("not to scale" in t.get_text() for t in fig.legends[0].get_texts())
+    assert plots.phase_axis([plots.training_curve(_dcss_like(0))]) is None  # 10 and 8 steps: linear, as before
+    assert plots.curves_figure([_dcss_like(0)]).axes[0].get_xscale() == "linear"
+
+
 def test_curves_figure_leaves_out_single_point_panels():
     run = {"seed": 0, "history": {"cluster": {"eval": [{"step": 500, "acc": 0.9, "nmi": 0.8, "loss": 0.1}]}},
            "baseline_metrics": {"kmeans_on_pretrained_embedding": {"acc": 0.85, "nmi": 0.8}}}
