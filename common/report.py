@@ -414,6 +414,8 @@ def timing_rows(out=ROOT / "results"):
                         continue
                     walls = ", ".join(wall_note(r) for r in runs)
                     loads = [load_note(r) for r in runs]  # in the order of the wall times
+                    if len(runs) > 1 and len(set(loads)) == 1:
+                        loads = [f"{loads[0]} (every seed)"]
                     device = sorted({r.get("environment", {}).get("device", "?") for r in runs})
                     where = f"{ds} ({prof}{', ' + setting if setting else ''})"
                     rows.append(f"| {paper} | {where} | {walls} | {len(runs)} | {', '.join(device)} | "

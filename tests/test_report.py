@@ -333,6 +333,10 @@ def test_timing_rows_give_each_seed_its_own_load(tmp_path):
     assert "| 5205, 1507, 1468 | 3 |" in row
     assert row.endswith("| load 3.5 → 3.5; load 1.0 → 1.0; load 2.4 → 2.4 |")
     assert "resumed" not in row
+    for seed in (0, 1, 2):  # the same note for every seed: said once
+        (folder / f"seed{seed}.json").write_text(json.dumps(_run(seed, profile="paper", wall_seconds=100.0)))
+    row = next(r for r in report.timing_rows(tmp_path) if r.startswith("| decs | usps (paper) |"))
+    assert row.endswith("| load not recorded (every seed) |")
 
 
 def test_timing_rows_mark_a_resumed_run(tmp_path):
