@@ -11,6 +11,7 @@ evaluation only. Runs checkpoint to a per-user cache (common.checkpoint.cache_ro
 again resumes an interrupted run, ``--fresh`` discards its checkpoint first.
 """
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,23 +90,48 @@ def checkpoint_dir(code, paper, dataset, profile, config, seed, data):
     return checkpoint.cache_root() / paper / dataset / "runs" / f"{profile}_seed{seed}_{key}"
 
 
-def begin_sitting(folder):
-    """Records in a run's checkpoint folder that a sitting (one process running it) starts now; returns the earlier
-    sittings of the run, ``[{"started", "seconds"}]``. An interrupted sitting lasts from its start to the last
-    checkpoint it wrote (work after that write was lost, and is redone and counted in a later sitting).
-    (Here, not in common.checkpoint: it does not change what a run computes, so it stays out of code_version.)"""
-    from common import results
+# Seconds between two heartbeats of a sitting (Sittings); REPRO_HEARTBEAT_SECONDS overrides (tests).
+HEARTBEAT_SECONDS = float(os.environ.get("REPRO_HEARTBEAT_SECONDS", 60))
 
-    folder, now = Path(folder), time.time()
-    path = folder / "sittings.json"
-    sittings = json.loads(path.read_text()) if path.is_file() else []
-    written = [p.stat().st_mtime for p in folder.glob("*") if p.name != path.name] if folder.is_dir() else []
-    for s in sittings:
-        if s.get("seconds") is None:
-            s["seconds"] = max(0.0, max(written, default=s["start_unix"]) - s["start_unix"])
-    results.write_json(path, sittings + [{"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-                                          "start_unix": now, "seconds": None}])
-    return [{"started": s["started"], "seconds": s["seconds"]} for s in sittings]
+
+class Sittings:
+    """The sittings of a resumable run (each process that ran it), kept in its checkpoint folder's sittings.json.
+    Around the run (``with``), a sitting records its start and, every HEARTBEAT_SECONDS, the time it was last seen
+    alive; an interrupted sitting so lasts from its start to within a heartbeat of the interruption (work after the
+    last checkpoint included: it was spent, and is redone in a later sitting). ``earlier``: the run's earlier sittings
+    as ``[{"started", "seconds"}]``. (Here, not in common.checkpoint: it does not change what a run computes, so it
+    stays out of code_version.)"""
+
+    def __init__(self, folder, every=None):
+        self.path = Path(folder) / "sittings.json"
+        self.every = HEARTBEAT_SECONDS if every is None else every
+        self._stop = threading.Event()
+
+    def _write(self):
+        from common import results
+
+        results.write_json(self.path, self.entries)
+
+    def __enter__(self):
+        old = json.loads(self.path.read_text()) if self.path.is_file() else []
+        self.earlier = [{"started": e["started"], "seconds": e.get("last_seen", e["start_unix"]) - e["start_unix"]}
+                        for e in old]
+        now = time.time()
+        self.entries = old + [{"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "start_unix": now,
+                               "last_seen": now}]
+        self._write()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+        return self
+
+    def _beat(self):
+        while not self._stop.wait(self.every):
+            self.entries[-1]["last_seen"] = time.time()
+            self._write()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1, fresh=False):
@@ -127,12 +154,12 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1,
             shutil.rmtree(ckpt, ignore_errors=True)
         kwargs["checkpoint_dir"] = ckpt
         print(f"[{paper} {dataset} {profile} seed={seed}] checkpoints: {ckpt}", flush=True)
-    earlier = begin_sitting(ckpt) if ckpt is not None else []
     load_start, t0 = os.getloadavg(), time.perf_counter()
-    out = module.run(data, config, seed, **kwargs)
+    with Sittings(ckpt) if ckpt is not None else contextlib.nullcontext() as sitting:
+        out = module.run(data, config, seed, **kwargs)
     wall = time.perf_counter() - t0
-    sittings = earlier + [{"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - wall)),
-                           "seconds": wall}]
+    sittings = (sitting.earlier if sitting else []) + [
+        {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - wall)), "seconds": wall}]
     k = data.n_clusters
     scores = metrics.evaluate(data.y, out["labels"], k)
     record = {
@@ -144,7 +171,7 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1,
         if "kmeans_labels" in out else {},
         "extra_metrics": {name: metrics.evaluate(data.y, v, k) for name, v in out.get("extra_labels", {}).items()},
         "git": git, "environment": env, "wall_seconds": wall,
-        # every sitting of a resumed run: earlier ones from their start to their last checkpoint write
+        # every sitting of a resumed run: earlier ones from their start to their last heartbeat (cli.Sittings)
         "sittings": sittings, "wall_seconds_all_sittings": sum(s["seconds"] for s in sittings),
         "load_average": {"start": list(load_start), "end": list(os.getloadavg())},  # > 2: the 2 cores were shared
         "history": out["history"], "command": "./reproduce.sh " + " ".join(sys.argv[1:]),

@@ -154,7 +154,8 @@ def test_decs_interrupted_in_each_stage_gives_the_uninterrupted_result(tmp_path,
 def test_reproduce_killed_mid_run_resumes_to_the_same_result(tmp_path):
     """The real thing: ./reproduce.sh killed with SIGKILL during clustering, run again: same labels as a run
     that was never interrupted (and the checkpoint is gone once the result is written)."""
-    env = {**os.environ, "REPRO_CACHE_DIR": str(tmp_path / "cache"), "REPRO_CHECKPOINT_SECONDS": "0"}
+    env = {**os.environ, "REPRO_CACHE_DIR": str(tmp_path / "cache"), "REPRO_CHECKPOINT_SECONDS": "0",
+           "REPRO_HEARTBEAT_SECONDS": "0.1"}
     cmd = [str(ROOT / "reproduce.sh"), "decs", "usps", "--profile", "smoke", "--seeds", "0", "--quiet",
            "--set", "cluster_iters=40"]
     subprocess.run(cmd + ["--out", str(tmp_path / "ref")], env=env, check=True, capture_output=True)
@@ -177,27 +178,27 @@ def test_reproduce_killed_mid_run_resumes_to_the_same_result(tmp_path):
                                   np.load(tmp_path / "ref" / folder / "seed0.npz")["labels"])
     assert got["metrics"] == ref["metrics"]
     assert not list(runs.glob("*/cluster.json"))
-    # both sittings timed: the killed one up to its last checkpoint, the last one whole
+    # both sittings timed: the killed one up to its last heartbeat, the last one whole
     assert len(ref["sittings"]) == 1 and len(got["sittings"]) == 2
     assert got["sittings"][0]["seconds"] > 0 and got["sittings"][1]["seconds"] == got["wall_seconds"]
     assert got["wall_seconds_all_sittings"] == pytest.approx(sum(s["seconds"] for s in got["sittings"]))
 
 
-def test_begin_sitting_times_an_interrupted_sitting_to_its_last_checkpoint(tmp_path):
-    """An earlier sitting lasts from its start to the newest file it wrote in the folder (the sittings file aside)."""
+def test_an_interrupted_sitting_lasts_to_its_last_heartbeat(tmp_path):
+    """A sitting records a heartbeat every `every` seconds; the next sitting reads the earlier one's duration."""
     from common import cli
 
     folder = tmp_path / "run"
-    assert cli.begin_sitting(folder) == []
-    first = json.loads((folder / "sittings.json").read_text())[0]["start_unix"]
-    (folder / "cluster.json").write_text("{}")
-    os.utime(folder / "cluster.json", (first + 42.0, first + 42.0))
-    earlier = cli.begin_sitting(folder)
-    assert len(earlier) == 1 and earlier[0]["seconds"] == pytest.approx(42.0)
-    second = json.loads((folder / "sittings.json").read_text())[1]["start_unix"]
-    os.utime(folder / "cluster.json", (second - 1.0, second - 1.0))  # the second sitting wrote nothing
-    again = cli.begin_sitting(folder)
-    assert [s["seconds"] for s in again] == [pytest.approx(42.0), 0.0]
+    with cli.Sittings(folder, every=0.05) as first:
+        assert first.earlier == []
+        time.sleep(0.5)
+    entries = json.loads((folder / "sittings.json").read_text())
+    assert len(entries) == 1 and 0.4 <= entries[0]["last_seen"] - entries[0]["start_unix"] <= 0.6
+    with cli.Sittings(folder, every=60) as second:  # no heartbeat before it ends: it lasts 0 s for the third
+        pass
+    with cli.Sittings(folder) as third:
+        assert [e["started"] for e in third.earlier] == [e["started"] for e in entries] + [second.entries[-1]["started"]]
+        assert 0.4 <= third.earlier[0]["seconds"] <= 0.6 and third.earlier[1]["seconds"] == 0.0
 
 
 def _crash_after(monkeypatch, stops):
