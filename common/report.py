@@ -336,7 +336,7 @@ def resumed(run):
 
 def wall_note(run):
     """A run's wall time for the timing table: all its sittings when it was resumed and recorded them (common.cli
-    .begin_sitting), else its one sitting, flagged when a phase was resumed (then the last sitting only)."""
+    .Sittings), else its one sitting, flagged when a phase was resumed (then the last sitting only)."""
     sittings = run.get("sittings") or []
     if len(sittings) > 1:
         return f"{run['wall_seconds_all_sittings']:.0f} ({len(sittings)} sittings)"

@@ -193,6 +193,9 @@ def test_an_interrupted_sitting_lasts_to_its_last_heartbeat(tmp_path):
         assert first.earlier == []
         time.sleep(0.5)
     entries = json.loads((folder / "sittings.json").read_text())
+    # the heartbeat stops with the sitting: a live one would recreate the folder the run deletes after its result
+    time.sleep(0.3)
+    assert json.loads((folder / "sittings.json").read_text()) == entries
     assert len(entries) == 1 and 0.4 <= entries[0]["last_seen"] - entries[0]["start_unix"] <= 0.6
     with cli.Sittings(folder, every=60) as second:  # no heartbeat before it ends: it lasts 0 s for the third
         pass
