@@ -1,11 +1,15 @@
 """Tables of ours-vs-paper numbers built from result files (never typed by hand).
 
-    python -m common.report            # rewrite README.md's generated blocks between their markers
+    python -m common.report            # rewrite the generated blocks of README.md and docs/*.md
+    python -m common.report --check    # exit 1 (and name the pages) when a generated block is out of date
 
-The README's blocks (BLOCKS): the results table (ours vs the paper, with notes on empty clusters, provenance and
-older budgets), the profiles' budgets against the paper's (from each module's PROFILES and Config), the wall times of
-the committed runs with the load they saw, and the profile each committed notebook was executed at. Result files made
-before cluster counts were recorded get them from their .npz labels (``with_cluster_counts``, marked as derived).
+Generated blocks sit between ``<!-- name:start -->`` and ``<!-- name:end -->``; PAGES says which page holds which
+(BLOCKS makes them). README.md: the status of each paper x data set at the paper profile (``status_rows``: ours vs
+the paper, the verdict, the command, the time per seed) and one compact row per run folder (``results_rows``).
+docs/: the full per-metric table with every note (``full_results_table``), the notebooks' profiles, the profiles'
+budgets against the paper's (from each module's PROFILES and Config), the CPU estimates (results/cpu_estimates.json)
+and the wall times of the committed runs. Result files made before cluster counts were recorded get them from their
+.npz labels (``with_cluster_counts``, marked as derived). A mean is printed with ± std only over 2+ seeds.
 """
 import functools
 import importlib
@@ -18,6 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from common import results
+
+try:  # the verdict rule: common.verdict's; this module's own copy of the rule only where that file is absent
+    from common.verdict import verdict
+except ImportError:  # pragma: no cover
+    def verdict(ours_acc, paper_acc):
+        """Within 2 ACC points of the paper (or above) ✓, within 5 ~, else ✗ (points: 100 × the difference, rounded
+        so that exactly 2 is within); '—' without a number."""
+        if ours_acc is None or paper_acc is None:
+            return "—"
+        gap = round(100 * (paper_acc - ours_acc), 9)
+        return "✓" if gap <= 2 else "~" if gap <= 5 else "✗"
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_METRICS = ("acc", "nmi", "ari")
@@ -116,7 +132,12 @@ def load_runs(folder):
 
 
 def cell(ms, digits=3):
-    return "—" if ms is None else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+    """A (mean, std, n) summary (results.mean_std) as 'mean ± std'; one seed has no spread: its value alone."""
+    if ms is None:
+        return "—"
+    if len(ms) > 2 and ms[2] < 2:
+        return f"{ms[0]:.{digits}f}"
+    return f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
 
 
 def ours(folder, key, source="metrics"):
@@ -222,23 +243,147 @@ def row_settings(module, folder):
     return out
 
 
-def readme_table(out=ROOT / "results"):
+def full_results_table(out=ROOT / "results"):
     """Rows for every paper/dataset/profile that has result files: the main runs, then each other row of the
-    paper's tables run there (``row_settings``), the method column naming its ``--set`` settings."""
+    paper's tables run there (``row_settings``), the method column naming its ``--set`` settings; one row per
+    metric, with every note (docs/results.md)."""
     rows = []
-    for paper_dir in sorted(Path(out).glob("*")):
-        if not (ROOT / "papers" / f"{paper_dir.name}.py").is_file():
-            continue
-        module = importlib.import_module(f"papers.{paper_dir.name}")
-        for ds in module.DATASETS:
-            for prof in ("quick", "paper"):
-                base = paper_dir / ds / prof
-                for setting, method in ([("", None)] if results.load_runs(base) else []) + row_settings(module, base):
-                    label = f"{method} (`{setting}`)" if setting else None
-                    rows += [r.replace(f"| {ds} |", f"| {ds} ({prof}) |")
-                             for r in paper_vs_ours(paper_dir.name, [ds], prof, out, with_notes=True,
-                                                    setting=setting, label=label)]
+    for paper, module, ds, prof, setting, method in run_folders(out):
+        label = f"{method} (`{setting}`)" if setting else None
+        rows += [r.replace(f"| {ds} |", f"| {ds} ({prof}) |")
+                 for r in paper_vs_ours(paper, [ds], prof, out, with_notes=True, setting=setting, label=label)]
     return HEADER + rows if rows else ["(no result files yet)"]
+
+
+readme_table = full_results_table  # its name before the README was split into docs/
+
+
+def run_folders(out=ROOT / "results", profiles=("quick", "paper")):
+    """(paper, module, dataset, profile, setting, method) of every folder of results a table shows: the main runs
+    ('' setting, method None) where they exist, then each other row of the paper's tables (``row_settings``)."""
+    from common import cli
+
+    for paper in cli.available_papers():  # the papers' order (cli.PAPERS)
+        if not (Path(out) / paper).is_dir():
+            continue
+        module = importlib.import_module(f"papers.{paper}")
+        for ds in module.DATASETS:
+            for prof in profiles:
+                base = Path(out) / paper / ds / prof
+                for setting, method in ([("", None)] if results.load_runs(base) else []) + row_settings(module, base):
+                    yield paper, module, ds, prof, setting, method
+
+
+# --- the README's two tables ------------------------------------------------------------------------------------
+def duration(seconds):
+    """'45 s', '25 min', '2.4 h', '28 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 10 * 3600 else f"{seconds / 3600:.0f} h"
+
+
+def run_wall(run):
+    """A run's wall time over all its sittings (common.cli.Sittings), else its one sitting."""
+    return run.get("wall_seconds_all_sittings") or run.get("wall_seconds")
+
+
+def cpu_seconds_per_seed(runs):
+    """Median wall time of the runs made on the CPU (their device 'cpu:...'), or None."""
+    walls = [run_wall(r) for r in runs if str(r.get("environment", {}).get("device", "")).startswith("cpu")
+             and run_wall(r)]
+    return float(np.median(walls)) if walls else None
+
+
+def cpu_estimates(out=ROOT / "results"):
+    """{(paper, dataset): estimate} from ``out``/cpu_estimates.json (python -m benchmarks.cpu_estimates), or {}."""
+    path = Path(out) / "cpu_estimates.json"
+    if not path.is_file():
+        return {}
+    return {(e["paper"], e["dataset"]): e for e in json.loads(path.read_text()).get("estimates", [])}
+
+
+def _estimate_cell(e):
+    """'≈ 28 h (estimate)'; '≤' where a stage is only bounded by its cap (the stopping rule usually ends it)."""
+    bound = any("at most" in k for k in e.get("stages_hours", {}))
+    return f"{'≤' if bound else '≈'} {duration(3600 * e['hours'])} (estimate)"
+
+
+def command(paper, dataset):
+    """The command that runs ``paper`` on ``dataset`` at the default (paper) profile."""
+    return f"`./reproduce.sh {paper} {dataset}`"
+
+
+STATUS_HEADER = ["| paper | data set | ACC ours / paper | NMI ours / paper | seeds | verdict | command | "
+                 "time per seed (2 CPU cores) |", "|---|---|---|---|---|---|---|---|"]
+
+
+def status_rows(out=ROOT / "results", profile="paper"):
+    """One row per paper x data set (its DATASETS) at ``profile``: our mean ACC and NMI (the paper's NMI) against
+    the paper's, the seeds, the verdict on ACC (``verdict``; 'not run' without result files), the command, and the
+    median wall time per seed of the runs on the CPU (else the CPU estimate, marked)."""
+    rows = list(STATUS_HEADER)
+    estimates = cpu_estimates(out)
+    for paper in documented_papers():
+        module = importlib.import_module(f"papers.{paper}")
+        for ds in module.DATASETS:
+            runs = load_runs(Path(out) / paper / ds / profile)
+            method, ref, nmi_key = paper_reference(module, ds, runs)
+            pair = []
+            for key in ("acc", nmi_key):
+                ms = results.mean_std(runs, key)
+                p = ref.get("nmi" if key == nmi_key else key)
+                pair.append(f"{'—' if ms is None else f'{ms[0]:.3f}'} / {'—' if p is None else f'{p:.3f}'}")
+            acc = results.mean_std(runs, "acc")
+            if not runs:
+                word = "not run"
+            elif acc is None or ref.get("acc") is None:
+                word = "—"
+            else:
+                word = verdict(acc[0], ref["acc"])
+            seconds = cpu_seconds_per_seed(runs)
+            time_cell = (duration(seconds) if seconds is not None else
+                         _estimate_cell(estimates[paper, ds]) if (paper, ds) in estimates else "—")
+            rows.append(f"| {paper} | {ds} | {pair[0]} | {pair[1]} | {len(runs) or '—'} | {word} | "
+                        f"{command(paper, ds)} | {time_cell} |")
+    return rows
+
+
+OLDER_CODE, OLDER_BUDGET = "†", "‡"  # the compact table's marks (the full table in docs/results.md says why)
+
+
+def empty_cell(runs):
+    """Empty clusters per seed, 'none' when every seed kept every cluster, '—' without counts."""
+    counts = [(r["metrics"].get("nonempty_clusters"), len(r.get("cluster_sizes") or [])) for r in runs]
+    if not counts or any(c is None or not k for c, k in counts):
+        return "—"
+    empty = [k - c for c, k in counts]
+    return "none" if not any(empty) else ", ".join(map(str, empty)) + f" of {counts[0][1]}"
+
+
+RESULTS_HEADER = ["| paper | method | data set | profile | seeds | ACC | NMI | ARI | paper ACC / NMI | "
+                  "empty clusters per seed |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def results_rows(out=ROOT / "results"):
+    """The README's compact results: one row per run folder (method x data set x profile, and settings folder),
+    ACC / NMI (the paper's NMI) / ARI as mean ± std (a single seed: its value), the paper's ACC / NMI, the empty
+    clusters per seed; the seeds cell is marked OLDER_CODE when a seed's code differs from today's (or is not
+    recorded) and OLDER_BUDGET when a seed ran an older budget of its profile."""
+    rows = []
+    for paper, module, ds, prof, setting, method in run_folders(out):
+        folder = Path(out) / paper / ds / prof / setting
+        runs = load_runs(folder)
+        name, ref, nmi_key = paper_reference(module, ds, runs, method)
+        marks = ((OLDER_CODE if any(map(provenance_issue, runs)) else "")
+                 + (OLDER_BUDGET if any(map(budget_issue, runs)) else ""))
+        cells = [cell(results.mean_std(runs, k)) for k in ("acc", nmi_key, "ari")]
+        p = " / ".join("—" if ref.get(k) is None else f"{ref[k]:.3f}" for k in ("acc", "nmi"))
+        label = f"{name} `{setting}`" if setting else name
+        rows.append(f"| {paper} | {label} | {ds} | {prof} | {len(runs)}{marks} | " + " | ".join(cells)
+                    + f" | {p} | {empty_cell(runs)} |")
+    return RESULTS_HEADER + rows if rows else ["(no result files yet)"]
 
 
 def documented_papers():
@@ -312,7 +457,7 @@ def budget_rows(paper):
 
 
 def budgets_block():
-    """The README's budget tables, one per committed paper."""
+    """The budget tables of docs/budgets.md, one per committed paper."""
     out = []
     for paper in documented_papers():
         out += budget_rows(paper) + [""]
@@ -375,16 +520,17 @@ def overlapping(run, out=ROOT / "results"):
     return n
 
 
-MAIN_COMMAND = ("decs", "usps", "quick")  # ./reproduce.sh decs usps: the README's main command (profile quick)
+MAIN_COMMAND = ("decs", "usps", "paper", (0,))  # ./reproduce.sh decs usps: the README's main job (paper, seed 0)
 
 
 def main_command_line(out=ROOT / "results"):
     """One sentence on how long the README's main command took: the committed runs' wall times and their load."""
-    paper, ds, prof = MAIN_COMMAND
-    runs = results.load_runs(Path(out) / paper / ds / prof)
+    paper, ds, prof, seeds = MAIN_COMMAND
+    runs = [r for r in results.load_runs(Path(out) / paper / ds / prof) if r["seed"] in seeds]
+    seeds_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
     if not runs:
-        return f"`./reproduce.sh {paper} {ds}` ({prof}): no committed runs to time."
-    walls = [r["wall_seconds"] for r in runs]
+        return f"`./reproduce.sh {paper} {ds}` ({prof}, {seeds_text}): no committed runs to time."
+    walls = [run_wall(r) for r in runs]
     loads = sorted({load_note(r) for r in runs})
     shared = any(r.get("load_average") and max(r["load_average"]["start"][0], r["load_average"]["end"][0]) > 2
                  for r in runs)
@@ -394,8 +540,9 @@ def main_command_line(out=ROOT / "results"):
             f"per seed, from the result files' finish and wall times), so the CPU was shared"
             if "load not recorded" in loads and any(overlap) else
             "the load was not recorded" if "load not recorded" in loads else "measured on a quiet machine")
-    return (f"`./reproduce.sh {paper} {ds}` ({prof}, seeds {', '.join(str(r['seed']) for r in runs)}): "
-            f"{sum(walls) / 60:.0f} min in all, {min(walls) / 60:.0f}–{max(walls) / 60:.0f} min per seed "
+    spread = (f"{duration(walls[0])}" if len(walls) == 1 else
+              f"{duration(sum(walls))} in all, {duration(min(walls))}–{duration(max(walls))} per seed")
+    return (f"`./reproduce.sh {paper} {ds}` ({prof}, {seeds_text}): {spread} "
             f"({', '.join(sorted({r.get('environment', {}).get('device', '?') for r in runs}))}; {when}).")
 
 
@@ -443,7 +590,9 @@ def notebook_profile(path):
             bool(commit and commit.group(2)) if commit else None)
 
 
-def notebooks_block():
+def notebooks_block(link_prefix=""):
+    """The profile and commit each committed notebook was executed at; links relative to the page (``link_prefix``:
+    the way from the page's folder to the repository root)."""
     rows = ["| notebook | executed at profile | code it ran |", "|---|---|---|"]
     for paper in documented_papers():
         path = ROOT / "notebooks" / f"{paper}.ipynb"
@@ -451,26 +600,64 @@ def notebooks_block():
             continue
         prof, commit, dirty = notebook_profile(path)
         code = "not recorded" if commit is None else f"`{commit[:7]}`" + (" + uncommitted changes" if dirty else "")
-        rows.append(f"| [`notebooks/{paper}.ipynb`](notebooks/{paper}.ipynb) | {prof or 'not executed'} | {code} |")
+        rows.append(f"| [`notebooks/{paper}.ipynb`]({link_prefix}notebooks/{paper}.ipynb) | {prof or 'not executed'} | {code} |")
     return rows
 
 
-BLOCKS = {"results": readme_table, "budgets": budgets_block, "timings": timing_rows, "notebooks": notebooks_block}
+def estimates_block(out=ROOT / "results"):
+    """The CPU estimates table of ``out``/cpu_estimates.json (written by python -m benchmarks.cpu_estimates)."""
+    path = Path(out) / "cpu_estimates.json"
+    if not path.is_file():
+        return ["(no estimates yet: python -m benchmarks.cpu_estimates)"]
+    from benchmarks import cpu_estimates as ce
+
+    return ce.table(json.loads(path.read_text())["estimates"])
 
 
-def update_readme(path=ROOT / "README.md"):
-    """Rewrites every generated block of the README (<!-- name:start --> ... <!-- name:end -->, names in BLOCKS)."""
-    text = path.read_text()
-    for name, make in BLOCKS.items():
+BLOCKS = {"status": status_rows, "results": results_rows, "results-full": full_results_table,
+          "budgets": budgets_block, "estimates": estimates_block, "timings": timing_rows,
+          "notebooks": functools.partial(notebooks_block, link_prefix="../")}
+
+# Which generated blocks each page holds (paths from the repository root); every one must have its markers.
+PAGES = {"README.md": ("status", "results"), "docs/results.md": ("results-full", "notebooks"),
+         "docs/budgets.md": ("budgets",), "docs/cpu-estimates.md": ("estimates",), "docs/timings.md": ("timings",)}
+
+
+def render(text, names, where="page"):
+    """``text`` with the blocks ``names`` (<!-- name:start --> ... <!-- name:end -->) regenerated by BLOCKS."""
+    for name in names:
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
         if start not in text or end not in text:
-            if name == "results":
-                raise SystemExit(f"{path}: markers {start} / {end} not found")
-            continue
+            raise SystemExit(f"{where}: markers {start} / {end} not found")
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
-        text = head + start + "\n" + "\n".join(make()) + "\n" + end + tail
-    path.write_text(text)
+        text = head + start + "\n" + "\n".join(BLOCKS[name]()) + "\n" + end + tail
+    return text
+
+
+def update_readme(path=ROOT / "README.md", names=None):
+    """Rewrites the generated blocks of one page: ``names``, else the page's PAGES entry, else every block of
+    BLOCKS whose markers it has. Returns whether the page changed."""
+    path = Path(path)
+    text = path.read_text()
+    if names is None:
+        rel = path.resolve().relative_to(ROOT).as_posix() if path.resolve().is_relative_to(ROOT) else None
+        names = PAGES.get(rel) or [n for n in BLOCKS if f"<!-- {n}:start -->" in text]
+    new = render(text, names, where=str(path))
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+def stale_pages(root=ROOT):
+    """The pages of PAGES whose generated blocks differ from what the generator makes now."""
+    return [rel for rel, names in PAGES.items()
+            if render((Path(root) / rel).read_text(), names, where=rel) != (Path(root) / rel).read_text()]
+
+
+def update_all(root=ROOT):
+    """Rewrites every page of PAGES; returns the pages that changed."""
+    return [rel for rel, names in PAGES.items() if update_readme(Path(root) / rel, names)]
 
 
 if __name__ == "__main__":
@@ -478,4 +665,11 @@ if __name__ == "__main__":
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
-    update_readme()
+    if "--check" in sys.argv[1:]:
+        stale = stale_pages()
+        if stale:
+            print(f"error: generated blocks out of date in {', '.join(stale)}; run python -m common.report",
+                  file=sys.stderr)
+        sys.exit(1 if stale else 0)
+    for rel in update_all():
+        print(f"rewrote {rel}")

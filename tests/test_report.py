@@ -1,5 +1,7 @@
 """Reporting, result arrays and figures: provenance flags, notes, cluster counts derived from old files, the slim
-.npz layout, training curves that start at k-means on the pre-trained embedding, generated README blocks."""
+.npz layout, training curves that start at k-means on the pre-trained embedding, the generated blocks of README.md and
+docs/ (the ± rule, the verdict, the status and results tables), and the committed pages themselves (size, links, the
+CI command, no paths of the development machine, blocks current)."""
 import json
 
 import matplotlib
@@ -209,9 +211,12 @@ def test_update_readme_rewrites_only_the_generated_blocks(tmp_path, monkeypatch)
                       "<!-- budgets:start -->\nold\n<!-- budgets:end -->\nend\n")
     monkeypatch.setattr(report, "BLOCKS", {"results": lambda: ["R"], "budgets": lambda: ["B1", "B2"],
                                            "timings": lambda: ["T"]})
-    report.update_readme(readme)
+    assert report.update_readme(readme)  # names from the markers the page has (no timings markers: skipped)
     assert readme.read_text() == ("intro\n<!-- results:start -->\nR\n<!-- results:end -->\nmiddle\n"
                                   "<!-- budgets:start -->\nB1\nB2\n<!-- budgets:end -->\nend\n")
+    assert not report.update_readme(readme)  # current: unchanged
+    with pytest.raises(SystemExit, match="timings:start"):  # a block the page must hold but lost its markers
+        report.update_readme(readme, names=("results", "timings"))
 
 
 def test_notebook_profile_is_read_from_its_outputs(tmp_path):
@@ -365,3 +370,123 @@ def test_merge_tables_adds_each_tables_data_sets_to_the_method():
     assert results.merge_tables(t3, t4, fix) == {"A": {"mnist": {"acc": 0.91}, "cifar10": {"acc": 0.5}},
                                                 "B": {"mnist": {"acc": 0.8}}, "C": {"cifar10": {"acc": 0.4}}}
     assert t3["A"] == {"mnist": {"acc": 0.9}}  # the inputs are left as they were
+
+
+# --- the README's status and compact results, the ± rule, the verdict ----------------------------------------------
+def test_cell_prints_a_spread_only_over_two_or_more_seeds():
+    assert report.cell((0.5, 0.0, 1)) == "0.500"  # one seed: no "± 0.000"
+    assert report.cell((0.5, 0.0, 2)) == "0.500 ± 0.000"  # two seeds that agree: a spread of 0, said
+    assert report.cell((0.81234, 0.0456, 3)) == "0.812 ± 0.046" and report.cell(None) == "—"
+    assert report.cell(results.mean_std([{"metrics": {"acc": 0.7}}], "acc")) == "0.700"
+
+
+@pytest.mark.parametrize("ours, paper, want", [(0.990, 0.980, "✓"), (0.972, 0.992, "✓"), (0.971, 0.992, "~"),
+                                               (0.942, 0.992, "~"), (0.941, 0.992, "✗"), (0.170, 0.822, "✗")])
+def test_verdict_is_within_2_points_then_within_5(ours, paper, want):
+    assert report.verdict(ours, paper) == want  # 0.972 vs 0.992 is exactly 2 points (float: 2.0000000000000018)
+
+
+def _cpu_run(seed, acc, wall, device="cpu:2 cores", **extra):
+    return _run(seed, profile="paper", metrics={"acc": acc, "nmi": acc - 0.1, "ari": acc - 0.2,
+                                                "nonempty_clusters": 10},
+                cluster_sizes=[5] * 10, wall_seconds=wall, environment={"device": device}, **extra)
+
+
+def test_status_rows_verdict_time_and_runs_not_made(tmp_path):
+    folder = tmp_path / "decs" / "usps" / "paper"
+    folder.mkdir(parents=True)
+    runs = [_cpu_run(0, 0.970, 100.0), _cpu_run(1, 0.974, 3000.0), _cpu_run(2, 0.972, 500.0, sittings=[{}, {}],
+                                                                            wall_seconds_all_sittings=1500.0),
+            _cpu_run(3, 0.972, 10.0, device="gpu:0 NVIDIA H100")]  # not a CPU time
+    for r in runs:
+        (folder / f"seed{r['seed']}.json").write_text(json.dumps(r))
+    (tmp_path / "cpu_estimates.json").write_text(json.dumps({"estimates": [
+        {"paper": "decs", "dataset": "mnist", "hours": 28.1, "stages_hours": {"pretrain": 27.4, "clustering": 0.7}},
+        {"paper": "saip", "dataset": "mnist", "hours": 9.1, "stages_hours": {"clustering (at most)": 8.3}}]}))
+    rows = report.status_rows(tmp_path)
+    assert rows[:2] == report.STATUS_HEADER
+    usps = next(r for r in rows if r.startswith("| decs | usps |"))
+    # mean ACC 0.972: 2 points below the paper's 0.992; the median of the CPU walls 100, 3000 and 1500 (all sittings)
+    assert usps == ("| decs | usps | 0.972 / 0.992 | 0.872 / 0.976 | 4 | ✓ | `./reproduce.sh decs usps` | 25 min |")
+    assert next(r for r in rows if r.startswith("| decs | mnist |")).endswith(
+        "| — | not run | `./reproduce.sh decs mnist` | ≈ 28 h (estimate) |")
+    assert next(r for r in rows if r.startswith("| saip | mnist |")).endswith("| ≤ 9.1 h (estimate) |")
+    assert next(r for r in rows if r.startswith("| decs | fmnist |")).endswith("| not run | `./reproduce.sh decs fmnist` | — |")
+    dcss = next(r for r in rows if r.startswith("| dcss | usps |"))
+    assert dcss.startswith("| dcss | usps | — / 0.872 | — / 0.861 |")  # DCSS: the paper's own NMI column
+    assert len(rows) == 2 + sum(len(__import__(f"papers.{p}", fromlist=["x"]).DATASETS)
+                                for p in report.documented_papers())
+
+
+def test_results_rows_one_row_per_folder_with_marks_and_empty_clusters(tmp_path):
+    today = {"commit": "c" * 40, "dirty": False, "code_fingerprint": report.code_version("decs")}
+    paper = tmp_path / "decs" / "usps" / "paper"
+    quick = tmp_path / "decs" / "usps" / "quick"
+    paper.mkdir(parents=True)
+    quick.mkdir(parents=True)
+    for seed, acc, nonempty in ((0, 0.9, 10), (1, 0.8, 8)):
+        run = {**_cpu_run(seed, acc, 10.0, git=today), "config": {}}
+        run["metrics"]["nonempty_clusters"] = nonempty
+        (paper / f"seed{seed}.json").write_text(json.dumps(run))
+    from papers import decs
+
+    one = {**_run(0, git=today, config={**decs.PROFILES["quick"], "ae_epochs": 1}), "cluster_sizes": [3, 3],
+           "metrics": {"acc": 0.5, "nmi": 0.4, "ari": 0.3, "nonempty_clusters": 2}}
+    (quick / "seed0.json").write_text(json.dumps(one))
+    rows = report.results_rows(tmp_path)
+    assert rows[:2] == report.RESULTS_HEADER and len(rows) == 4
+    assert rows[2] == ("| decs | DECS | usps | quick | 1‡ | 0.500 | 0.400 | 0.300 | 0.992 / 0.976 | none |")
+    assert rows[3] == ("| decs | DECS | usps | paper | 2 | 0.850 ± 0.050 | 0.750 ± 0.050 | 0.650 ± 0.050 | "
+                       "0.992 / 0.976 | 0, 2 of 10 |")
+    (paper / "seed2.json").write_text(json.dumps({**_cpu_run(2, 0.85, 10.0), "config": {}}))  # no commit
+    assert "| 3† |" in report.results_rows(tmp_path)[3]
+
+
+def test_estimates_block_reads_the_estimates_file(tmp_path):
+    assert "no estimates" in report.estimates_block(tmp_path)[0]
+    e = {"paper": "decs", "dataset": "usps", "hours": 1.4, "stages_hours": {"pretrain": 1.2, "clustering": 0.2},
+         "observed_hours": {}, "measured_in": "results/x.json", "measured_on": "usps", "scaled": False,
+         "source_load_average": None}
+    (tmp_path / "cpu_estimates.json").write_text(json.dumps({"estimates": [e]}))
+    assert report.estimates_block(tmp_path)[2] == ("| decs | usps | 1.4 | pretrain 1.2, clustering 0.2 | "
+                                                   "`results/x.json` (load unknown) |")
+
+
+# --- the committed README and docs/ --------------------------------------------------------------------------------
+PAGES = [report.ROOT / "README.md", *sorted((report.ROOT / "docs").glob("*.md"))]
+
+
+def test_readme_fits_on_two_screens():
+    assert (report.ROOT / "README.md").stat().st_size <= 12288
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    ci = [line for line in (report.ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
+    assert ci[-1] in (report.ROOT / "README.md").read_text().splitlines()
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_pages_name_no_path_of_the_development_machine(page):
+    text = page.read_text()
+    assert not [bad for bad in ("../shared", "/work/", "/root") if bad in text]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_pages_link_to_files_that_exist(page):
+    import re
+
+    links = [t for t in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()) if "://" not in t]
+    assert links and not [t for t in links if not (page.parent / t).exists()]
+
+
+def test_readme_links_every_docs_page():
+    readme = (report.ROOT / "README.md").read_text()
+    docs = sorted(p.name for p in (report.ROOT / "docs").glob("*.md"))
+    assert docs and not [d for d in docs if f"docs/{d}" not in readme and d not in
+                         "".join(p.read_text() for p in (report.ROOT / "docs").glob("*.md") if p.name != d)]
+    assert set(report.PAGES) <= {"README.md"} | {f"docs/{d}" for d in docs}
+
+
+def test_generated_blocks_are_current():
+    """python -m common.report on the committed files changes nothing (run it after a new result or code change)."""
+    assert report.stale_pages() == []
