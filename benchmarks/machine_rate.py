@@ -67,24 +67,9 @@ def conv_rates(shapes=DECS_USPS_CONVS, repeats=10):
     return rows, flops_all / secs_all / 1e9
 
 
-def cpu_model():
-    """The CPU's model name and its vector extensions (from /proc/cpuinfo), for result files."""
-    name, flags = "unknown", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name == "unknown":
-                name = value.strip()
-            if key.strip() == "flags" and not flags:
-                flags = value.split()
-    except OSError:
-        pass
-    vector = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-              if f in flags]
-    return {"model": name, "vector_extensions": vector, "cores": os.cpu_count()}
-
-
 def measure():
+    from common.setup import cpu_model
+
     rows, conv = conv_rates()
     return {"cpu": cpu_model(), "matmul_2048_gflops": matmul_rate(), "conv_decs_usps_gflops": conv,
             "conv_per_shape_gflops": [{"shape_nhwc_cout": list(s), "gflops": r} for s, r in rows]}

@@ -53,16 +53,20 @@ def code_version(paper):
 
 
 def provenance_issue(run):
-    """Why a result may not come from today's code, or None: no commit recorded, uncommitted changes, or the code
-    it depends on (the paper's module, common training/checkpoint/metrics; comments and docstrings aside) differs
-    from today's."""
+    """Why a result may not come from today's numerics, or None: no commit recorded, uncommitted changes, or code
+    whose golden outputs differ from today's. A result is current when the code that made it is today's code or
+    code whose golden runs gave today's outputs (its fingerprint is listed in tests/golden/<paper>.json:
+    common.golden), so a refactor that keeps the golden outputs keeps the result current."""
+    from common import golden
+
     git = run.get("git") or {}
     if not git.get("commit"):
         return "no commit recorded (made before result files carried one)"
     if git.get("dirty"):
         return f"made with uncommitted changes on {git['commit'][:7]}"
-    if git.get("code_fingerprint") != code_version(run["paper"]):
-        return f"made by older code ({git['commit'][:7]}): the module or common training code changed since"
+    fp = git.get("code_fingerprint")
+    if fp != code_version(run["paper"]) and fp not in golden.current_fingerprints(run["paper"]):
+        return f"made by older code ({git['commit'][:7]}): its golden outputs differ from today's code"
     return None
 
 
@@ -614,12 +618,18 @@ def estimates_block(out=ROOT / "results"):
     return ce.table(json.loads(path.read_text())["estimates"])
 
 
-BLOCKS = {"status": status_rows, "results": results_rows, "results-full": full_results_table,
+def ci_command(root=ROOT):
+    """The README's test command: the last line of .ci/run, which runs it on a clean checkout (a bash block)."""
+    lines = [line for line in (Path(root) / ".ci" / "run").read_text().splitlines() if line.strip()]
+    return ["```bash", lines[-1], "```"]
+
+
+BLOCKS = {"status": status_rows, "test-command": ci_command, "results": results_rows, "results-full": full_results_table,
           "budgets": budgets_block, "estimates": estimates_block, "timings": timing_rows,
           "notebooks": functools.partial(notebooks_block, link_prefix="../")}
 
 # Which generated blocks each page holds (paths from the repository root); every one must have its markers.
-PAGES = {"README.md": ("status", "results"), "docs/results.md": ("results-full", "notebooks"),
+PAGES = {"README.md": ("status", "test-command", "results"), "docs/results.md": ("results-full", "notebooks"),
          "docs/budgets.md": ("budgets",), "docs/cpu-estimates.md": ("estimates",), "docs/timings.md": ("timings",)}
 
 

@@ -42,8 +42,25 @@ def device_name():
     return f"cpu:{os.cpu_count()} cores"
 
 
+def cpu_model():
+    """The CPU's model name, vector extensions and core count (from /proc/cpuinfo): ties a timing to its machine."""
+    name, flags = "unknown", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == "unknown":
+                name = value.strip()
+            if key.strip() == "flags" and not flags:
+                flags = value.split()
+    except OSError:
+        pass
+    vector = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+              if f in flags]
+    return {"model": name, "vector_extensions": vector, "cores": os.cpu_count()}
+
+
 def environment():
-    """Backend, device and library versions, as a dict for result files."""
+    """Backend, device, CPU and library versions, as a dict for result files."""
     import keras
     import scipy
     import sklearn
@@ -56,7 +73,7 @@ def environment():
         versions[mod] = __import__(mod).__version__
     except Exception:
         pass
-    return {"backend": backend, "device": device_name(), "host": platform.node(), "versions": versions,
+    return {"backend": backend, "device": device_name(), "cpu": cpu_model(), "host": platform.node(), "versions": versions,
             "mixed_precision": keras.mixed_precision.global_policy().name}
 
 

@@ -1,0 +1,241 @@
+"""Golden runs: a tiny deterministic run per method and main option, whose outputs pin the numerics of the code.
+
+    python -m common.golden check [paper ...]     # recompute and compare with tests/golden/<paper>.json
+    python -m common.golden update [paper ...]    # after a code change: record today's outputs / code fingerprint
+
+A case is the paper's ``smoke`` budget on 60 synthetic images (3 blobs, seed 0), seed 0, the CPU, TensorFlow, run
+through the module's own ``run()`` as the CLI runs it. Its outputs: the labels, every loss curve of the history, and
+digests of the final embedding and centres (which stand for the final weights).
+
+Comparing outputs (``compare``): "identical" when every digest matches bit for bit; "within tolerance" when the labels
+are identical and every loss value and every kept embedding value agrees to a relative 1e-5 (float operations in
+another order, e.g. XLA); otherwise "changed". Outputs are kept per machine signature (CPU vector extensions, cores,
+backend and its version): another CPU runs other oneDNN kernels, and two training epochs amplify that far beyond any
+useful tolerance (measured: oneDNN off moves DECS's pre-training loss by 2.7e-4 relative), so a machine compares
+only with outputs recorded on its own kind. A machine with no recording of its own skips the comparison
+(``tests/test_golden.py`` says so) until ``update`` records it; ``update`` adds a fingerprint only after comparing on a
+machine that has a recording.
+
+``tests/golden/<paper>.json`` holds, besides the outputs, the code fingerprints (``common.registry.code_version``)
+whose golden outputs equal them: ``update`` adds today's fingerprint when today's outputs are identical or within
+tolerance, and otherwise replaces the outputs and starts a new list. A result file made by code whose fingerprint is
+in the list is current (``common.report.provenance_issue``): a refactor that keeps the golden outputs keeps every
+result current; one that changes them marks that paper's results as made by older code.
+"""
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_DIR = ROOT / "tests" / "golden"
+RTOL = 1e-5
+
+# (case name, --set overrides, synthetic image size): the default and each option that changes the maths.
+CASES = {
+    "decs": [("default", {}, 16), ("variant=code", {"variant": "code"}, 16),
+             ("cluster_optimizer=sgd", {"cluster_optimizer": "sgd"}, 16)],
+    "dekm": [("default", {}, 16), ("full_batch=True", {"full_batch": True}, 16)],
+    "dcss": [("default", {}, 16)],
+    "saip": [("default", {}, 28), ("variant=homo", {"variant": "homo"}, 28),
+             ("target_gradient=True", {"target_gradient": True}, 28)],
+    "rdc": [("default", {}, 28), ("phases=P1", {"phases": "P1"}, 28)],
+}
+DATASET_NAME = {"decs": "usps", "dekm": "usps", "dcss": "usps", "saip": "mnist-test", "rdc": "fmnist"}
+
+
+def synthetic(size, n=60, k=3, seed=0):
+    """n images (size x size x 1) in [0, 1] around k random prototypes; labels i % k."""
+    from common.datasets import Dataset
+
+    rng = np.random.default_rng(seed)
+    protos = rng.uniform(size=(k, size, size, 1))
+    y = np.arange(n) % k
+    x = np.clip(protos[y] + 0.15 * rng.normal(size=(n, size, size, 1)), 0, 1).astype("float32")
+    return x, y.astype(np.int64), k
+
+
+def _sha(a):
+    a = np.ascontiguousarray(a)
+    return hashlib.sha1(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).hexdigest()[:16]
+
+
+def loss_curves(history, prefix=""):
+    """{dotted path: [floats]} of every list of numbers under a key containing 'loss' in a (nested) history."""
+    out = {}
+    if isinstance(history, dict):
+        for key, value in history.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, (dict, list)) and not (isinstance(value, list) and "loss" in str(key).lower()):
+                out.update(loss_curves(value, path) if isinstance(value, dict) else {})
+            elif "loss" in str(key).lower() and isinstance(value, list) and value \
+                    and all(isinstance(v, (int, float)) for v in value):
+                out[path] = [float(v) for v in value]
+    return out
+
+
+def run_case(paper, overrides, size):
+    """Runs one golden case in this process; returns its outputs (JSON-able)."""
+    import keras
+
+    from common import cli, setup
+
+    module = _registry().load_paper(paper)
+    x, y, k = synthetic(size)
+    from common.datasets import Dataset
+
+    data = Dataset(x=x, y=y, n_clusters=k, name=DATASET_NAME[paper])
+    config, _ = cli.make_config(module, "smoke", dict(overrides))
+    setup.seed_everything(0)
+    out = module.run(data, config, 0, cache_dir=None, verbose=0)
+    labels = np.asarray(out["labels"]).astype(np.int64)
+    emb = np.asarray(out["embedding"], np.float32)
+    centers = np.asarray(out["centers"], np.float32)
+    extra = {name: np.asarray(v).astype(np.int64).tolist() for name, v in sorted(out.get("extra_labels", {}).items())}
+    return {"labels": labels.tolist(), "extra_labels": extra, "losses": loss_curves(out["history"]),
+            "embedding_sha": _sha(emb), "centers_sha": _sha(centers),
+            "embedding_head": emb[:4].ravel()[:24].astype(float).tolist(),
+            "backend": keras.backend.backend()}
+
+
+def compare(old, new, rtol=RTOL):
+    """'identical', 'within tolerance' or 'changed: <why>' between two outputs of one case."""
+    if old == new:
+        return "identical"
+    if old["labels"] != new["labels"] or old["extra_labels"] != new["extra_labels"]:
+        return "changed: labels differ"
+    if sorted(old["losses"]) != sorted(new["losses"]):
+        return "changed: other loss curves"
+    for key, a in old["losses"].items():
+        b = new["losses"][key]
+        if len(a) != len(b) or not np.allclose(a, b, rtol=rtol, atol=0.0):
+            return f"changed: loss {key} beyond rtol {rtol}"
+    if not np.allclose(old["embedding_head"], new["embedding_head"], rtol=rtol, atol=rtol):
+        return f"changed: embedding beyond rtol {rtol}"
+    return "within tolerance"
+
+
+def _registry():
+    """common.registry (load_paper, code_version, available_papers); common.cli before the registry existed."""
+    try:
+        from common import registry
+    except ImportError:
+        from common import cli as registry
+    return registry
+
+
+def signature():
+    """This machine's kind for golden outputs: CPU vector extensions, cores, backend and its version."""
+    import keras
+
+    from common import setup
+
+    cpu, env = setup.cpu_model(), setup.environment()
+    backend = env["backend"]
+    return f"{'+'.join(cpu['vector_extensions']) or 'generic'}/{cpu['cores']}cores/{backend}-{env['versions'].get(backend, '?')}"
+
+
+def golden_path(paper):
+    return GOLDEN_DIR / f"{paper}.json"
+
+
+def load(paper):
+    path = golden_path(paper)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_paper(paper, verbose=True):
+    """{case: outputs} for today's code."""
+    outs = {}
+    for name, overrides, size in CASES[paper]:
+        t0 = time.perf_counter()
+        outs[name] = run_case(paper, overrides, size)
+        if verbose:
+            print(f"  {paper} {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    return outs
+
+
+def check(paper, outs=None):
+    """[(case, verdict)] of today's code against the committed file, plus whether today's fingerprint is listed."""
+    registry = _registry()
+    saved = load(paper)
+    if saved is None:
+        return [("(file)", f"changed: no {golden_path(paper).relative_to(ROOT)}")], False
+    listed = registry.code_version(registry.load_paper(paper)) in saved["fingerprints"]
+    cases = saved["outputs"].get(signature())
+    if cases is None:
+        return [("(machine)", f"no recording for {signature()}: skipped")], listed
+    outs = outs if outs is not None else run_paper(paper, verbose=False)
+    verdicts = [(name, compare(cases[name], outs[name]) if name in cases else "changed: new case") for name in outs]
+    return verdicts, listed
+
+
+def update(paper):
+    """Records today's outputs for this machine's signature, and today's fingerprint when the outputs are kept
+    (identical or within tolerance of this machine's recording). Returns a message."""
+    registry = _registry()
+    fp = registry.code_version(registry.load_paper(paper))
+    saved = load(paper) or {"paper": paper, "fingerprints": [], "outputs": {}}
+    sig = signature()
+    outs = run_paper(paper)
+    mine = saved["outputs"].get(sig)
+    if mine is None and saved["fingerprints"] and fp not in saved["fingerprints"]:
+        return (f"{paper}: no recording for {sig} and today's code ({fp}) is not listed: the change cannot be verified "
+                f"here; run update on a machine with a recording (signatures: {', '.join(saved['outputs'])})")
+    kept = mine is not None and set(mine) == set(outs) and all(
+        not compare(mine[n], outs[n]).startswith("changed") for n in outs)
+    if mine is None:
+        record = {**saved, "fingerprints": saved["fingerprints"] or [fp], "outputs": {**saved["outputs"], sig: outs}}
+        msg = f"{paper}: outputs recorded for {sig}"
+    elif kept:
+        fps = saved["fingerprints"] + ([fp] if fp not in saved["fingerprints"] else [])
+        record = {**saved, "fingerprints": fps}
+        msg = f"{paper}: outputs kept on {sig}; fingerprint {fp} listed ({len(fps)} in all)"
+    else:
+        record = {**saved, "fingerprints": [fp], "outputs": {sig: outs}}
+        msg = f"{paper}: outputs CHANGED on {sig}; results of older code are now marked older; other machines' recordings dropped"
+    record["command"] = "python -m common.golden update " + paper
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    golden_path(paper).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return msg
+
+
+def current_fingerprints(paper):
+    """The code fingerprints whose golden outputs equal today's committed ones ([] without a golden file)."""
+    saved = load(paper)
+    return list(saved["fingerprints"]) if saved else []
+
+
+def main(argv=None):
+    import argparse
+
+    registry = _registry()
+    ap = argparse.ArgumentParser(prog="python -m common.golden", description=__doc__.split("\n")[0])
+    ap.add_argument("command", choices=["check", "update"])
+    ap.add_argument("papers", nargs="*", help="default: every paper")
+    args = ap.parse_args(argv)
+    papers = args.papers or list(CASES)
+    bad = [p for p in papers if p not in CASES or p not in registry.available_papers()]
+    if bad:
+        print(f"error: unknown paper(s) {', '.join(bad)}; choose from {', '.join(CASES)}", file=sys.stderr)
+        return 2
+    rc = 0
+    for paper in papers:
+        if args.command == "update":
+            print(update(paper), flush=True)
+            continue
+        verdicts, listed = check(paper)
+        for name, verdict in verdicts:
+            print(f"{paper} {name} [{signature()}]: {verdict}", flush=True)
+            rc |= verdict.startswith("changed")
+        if not listed:
+            print(f"{paper}: today's code fingerprint is not listed: run `python -m common.golden update {paper}`")
+            rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
