@@ -460,6 +460,12 @@ def test_readme_fits_on_two_screens():
     assert (report.ROOT / "README.md").stat().st_size <= 12288
 
 
+def test_ci_command_block_is_the_last_line_of_ci_run(tmp_path):
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / ".ci" / "run").write_text("#!/bin/sh\nexport A=1\n# the README's test command:\nmake test --x\n\n")
+    assert report.ci_command(tmp_path) == ["```bash", "make test --x", "```"]
+
+
 def test_readme_test_command_is_the_one_ci_runs():
     ci = [line for line in (report.ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
     assert ci[-1] in (report.ROOT / "README.md").read_text().splitlines()
