@@ -53,16 +53,20 @@ def code_version(paper):
 
 
 def provenance_issue(run):
-    """Why a result may not come from today's code, or None: no commit recorded, uncommitted changes, or the code
-    it depends on (the paper's module, common training/checkpoint/metrics; comments and docstrings aside) differs
-    from today's."""
+    """Why a result may not come from today's numerics, or None: no commit recorded, uncommitted changes, or code
+    whose golden outputs differ from today's. A result is current when the code that made it is today's code or
+    code whose golden runs gave today's outputs (its fingerprint is listed in tests/golden/<paper>.json:
+    common.golden), so a refactor that keeps the golden outputs keeps the result current."""
+    from common import golden
+
     git = run.get("git") or {}
     if not git.get("commit"):
         return "no commit recorded (made before result files carried one)"
     if git.get("dirty"):
         return f"made with uncommitted changes on {git['commit'][:7]}"
-    if git.get("code_fingerprint") != code_version(run["paper"]):
-        return f"made by older code ({git['commit'][:7]}): the module or common training code changed since"
+    fp = git.get("code_fingerprint")
+    if fp != code_version(run["paper"]) and fp not in golden.current_fingerprints(run["paper"]):
+        return f"made by older code ({git['commit'][:7]}): its golden outputs differ from today's code"
     return None
 
 
