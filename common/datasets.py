@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -23,12 +24,12 @@ class DataError(RuntimeError):
 @dataclass
 class Dataset:
     x: np.ndarray  # (n, H, W, C) float32 in [0, 1]; feature data sets (reuters10k): (n, m) float32, finite
-    y: np.ndarray  # (n,) int64
+    y: Optional[np.ndarray]  # (n,) int64; None: no labels (a user's file without y, see load_file)
     n_clusters: int
     name: str
 
     def __len__(self):
-        return len(self.y)
+        return len(self.x)
 
 
 # MD5 of the decompressed content (../shared/data/README.md; Fashion-MNIST: Debian's files).
@@ -407,8 +408,12 @@ def load(name):
 
 
 def subset(ds, n_per_class, seed=0):
-    """Deterministic stratified subset: ``n_per_class`` samples of each class (fewer if a class is smaller)."""
+    """Deterministic stratified subset: ``n_per_class`` samples of each class (fewer if a class is smaller).
+    Without labels (``ds.y`` None): ``n_per_class * n_clusters`` samples drawn uniformly (all if fewer)."""
     rng = np.random.default_rng(seed)
+    if ds.y is None:
+        idx = np.sort(rng.permutation(len(ds.x))[:n_per_class * ds.n_clusters])
+        return Dataset(x=ds.x[idx], y=None, n_clusters=ds.n_clusters, name=f"{ds.name}[{n_per_class}/class]")
     idx = np.concatenate([rng.permutation(np.flatnonzero(ds.y == c))[:n_per_class] for c in np.unique(ds.y)])
     idx.sort()
     return Dataset(x=ds.x[idx], y=ds.y[idx], n_clusters=ds.n_clusters, name=f"{ds.name}[{n_per_class}/class]")
@@ -423,3 +428,82 @@ def imbalanced(ds, r, seed=0):
     keep_prob = r + (1.0 - r) * np.searchsorted(classes, ds.y) / max(len(classes) - 1, 1)
     idx = np.flatnonzero(np.random.default_rng(seed).uniform(size=len(ds.y)) < keep_prob)
     return Dataset(x=ds.x[idx], y=ds.y[idx], n_clusters=ds.n_clusters, name=f"{ds.name}-imb{r:g}")
+
+
+# --- A user's own data (``./reproduce.sh <paper> --data FILE --clusters K``).
+def load_file(path, n_clusters=None):
+    """A Dataset from ``path``: ``.npz`` with array ``x`` and optional ``y``, or ``.npy`` holding just x.
+
+    x: images (n, H, W) or (n, H, W, C) (channels last; (n, H, W) gets C = 1) or feature vectors (n, d), converted
+    to float32. Values are kept as they are, with one exception: an integer x whose values all lie in [0, 255]
+    (uint8-like pixels) is divided by 255. (The image methods expect [0, 1] pixels; other scales are not changed.)
+    y: labels of any values (integers, strings), mapped to 0..k-1 in sorted order; used for evaluation only.
+    n_clusters: ``n_clusters`` if given, else the number of distinct y values. name: the file's stem.
+    Bad data raise DataError (one line) before anything is written. Pickled (object) arrays are refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.suffix.lower() not in (".npz", ".npy"):
+        raise DataError(f"{path}: unknown file type {path.suffix or '(none)'!r}; expected .npz (arrays x, optional y) "
+                        "or .npy (x)")
+    try:
+        if path.suffix.lower() == ".npy":
+            x, y = np.load(path, allow_pickle=False), None
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                if "x" not in f.files:
+                    raise DataError(f"{path}: no array 'x' in the .npz (it holds: {', '.join(f.files) or 'nothing'})")
+                x, y = f["x"], (f["y"] if "y" in f.files else None)
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001  corrupt file, pickled arrays, not NumPy's format
+        raise DataError(f"{path}: not a readable {path.suffix} file of plain arrays "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: x must hold numbers, got dtype {x.dtype}")
+    if x.ndim not in (2, 3, 4):
+        raise DataError(f"{path}: x must be images (n, H, W) or (n, H, W, C) or vectors (n, d), got shape {x.shape}")
+    if x.size == 0:
+        raise DataError(f"{path}: x is empty, shape {x.shape}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise DataError(f"{path}: x holds NaN or infinite values ({int(np.sum(~np.isfinite(x)))} of {x.size})")
+    if x.dtype.kind == "f" and np.abs(x).max() > np.finfo(np.float32).max:
+        raise DataError(f"{path}: x holds values too large for float32 (largest magnitude {np.abs(x).max():.3g})")
+    if x.dtype.kind in "iu" and x.min() >= 0 and x.max() <= 255:
+        x = x.astype(np.float32) / np.float32(255.0)  # uint8-like pixels (docstring)
+    else:
+        x = x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    n = len(x)
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or len(y) != n:
+            raise DataError(f"{path}: y must hold one label per sample of x ({n}), got shape {y.shape}")
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise DataError(f"{path}: y holds NaN or infinite values")
+        if y.dtype.kind not in "biufUS":
+            raise DataError(f"{path}: y must hold numbers or strings, got dtype {y.dtype}")
+        y = np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    if n_clusters is None:
+        if y is None:
+            raise DataError(f"{path}: no labels y in the file, so the number of clusters must be given "
+                            "(--clusters K)")
+        k = int(y.max()) + 1
+    else:
+        try:
+            k = int(n_clusters)
+        except (TypeError, ValueError):
+            k = None
+        if k is None or k != n_clusters:
+            raise DataError(f"{path}: the number of clusters must be an integer, got {n_clusters!r}")
+    if k < 2:
+        raise DataError(f"{path}: need at least 2 clusters, got {k}"
+                        + (" (y holds a single label; give the number of clusters)" if n_clusters is None else ""))
+    if n < k:
+        raise DataError(f"{path}: fewer samples ({n}) than clusters ({k})")
+    return Dataset(x=x, y=y, n_clusters=k, name=path.stem)
