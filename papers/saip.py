@@ -21,8 +21,12 @@ Readings where the paper is ambiguous or garbled (../shared/specs/saip.md's, exc
     ``--set target_gradient=true`` differentiates both (Theorem 1's objective over both distributions): the ablation.
     (An earlier version defaulted to True on a toy-blob argument; on mnist-test both readings end the same way,
     see "Finding" below, so the choice rests on the text.)
+  - ``--set kl_target=p1`` (ablation; contradicts §III-B and §V-D, where P2 is the target): the roles swapped,
+    loss KL(P1 || P2) with P1 = stop_gradient(P1) the target and P2 the prediction; no clip (P2 > 0; 0 log 0 = 0);
+    labels still argmax P1 (Eq. 12). Default ``kl_target=p2``: Eq. (5) as above.
   - Finding (mnist-test, quick; label-free evidence in the monitor log: ``code_norm``, ``centre_norm``,
-    ``zero_p1_mass``, ``nonempty``): Eq. (5) is lowered by a degenerate move. The codes drift away from the centres
+    ``zero_p1_mass``, ``nonempty``, and per epoch history["cluster"]["p1_entropy"], ["p2_entropy"], ["code_norm"]):
+    Eq. (5) is lowered by a degenerate move. The codes drift away from the centres
     (mean ||h|| grows several-fold while the centres stay put); far from every centre, Eq. (7)'s u_i - z_ij depends
     only on the direction of h, so P1 comes to agree with HOE's cosine P2 and the clipped zero-P1 terms shrink.
     Labels churn and clusters empty. It happens for HOE with P2 constant or differentiated, at lr 1e-3 and 1e-4,
@@ -380,17 +384,39 @@ def kl_target_pred(p2, p1, reduce=True):
     return ops.mean(rows) if reduce else rows
 
 
+# Ablation kl_target="p1" (contradicts §III-B and §V-D): the roles swapped, KL(P1 || P2) with P1 the target.
+def kl_p1_p2(p1, p2, reduce=True):
+    """sum_j P1 log(P1 / P2), 0 log 0 = 0; no clip (P2 > 0: Eq. 8's kernel is positive), mean over rows."""
+    rows = ops.sum(p1 * (ops.log(ops.maximum(p1, 1e-30)) - ops.log(p2)), axis=-1)
+    return ops.mean(rows) if reduce else rows
+
+
+KL_TARGETS = ("p2", "p1")  # the target of the KL loss: "p2" Eq. (5) (the paper), "p1" the swapped ablation
+
+
 def distributions(h, w, variant="HOE", r=2):
     """(P1, P2) of Eq. (6) from Q1 (Eq. 7) and Q2 (Eq. 8); f over the rows of h."""
     return assignment(q1(h, w), r), assignment(q2(h, w, variant), r)
 
 
-def saip_loss(h, w, variant="HOE", r=2, target_gradient=False):
-    """Eq. (5) on a mini-batch of codes h (f_j of Eq. 6 over the batch); P2 a constant if not target_gradient."""
-    p1, p2 = distributions(h, w, variant, r)
+def kl_loss(p1, p2, target_gradient=False, kl_target="p2"):
+    """Eq. (5), KL(P2 || P1), P2 a constant if not target_gradient; kl_target="p1": KL(P1 || P2), P1 a constant
+    (the ablation; target_gradient must be False)."""
+    if kl_target not in KL_TARGETS:
+        raise ValueError(f"kl_target must be one of {', '.join(KL_TARGETS)}, got {kl_target!r}")
+    if kl_target == "p1":
+        if target_gradient:
+            raise ValueError("kl_target='p1' holds P1 constant: target_gradient must be False")
+        return kl_p1_p2(ops.stop_gradient(p1), p2)
     if not target_gradient:
         p2 = ops.stop_gradient(p2)
     return kl_target_pred(p2, p1)
+
+
+def saip_loss(h, w, variant="HOE", r=2, target_gradient=False, kl_target="p2"):
+    """Eq. (5) on a mini-batch of codes h (f_j of Eq. 6 over the batch); see kl_loss."""
+    p1, p2 = distributions(h, w, variant, r)
+    return kl_loss(p1, p2, target_gradient, kl_target)
 
 
 # Eq. (12): y_i = argmax_j P1(h_i|w_j), with f_j over the whole set. Table VI also predicts by argmax_j P2.
@@ -408,10 +434,10 @@ def cross_entropy(p1, p2):
     return -np.sum(np.asarray(p2, np.float64) * np.log(np.asarray(p1, np.float64)), axis=-1)
 
 
-def entropy(p2):
-    """H(P2) = -sum_j P2 log P2 per row."""
-    p2 = np.asarray(p2, np.float64)
-    return -np.sum(p2 * np.log(p2), axis=-1)
+def entropy(p):
+    """H(P) = -sum_j P log P per row, natural log, 0 log 0 = 0 (float64). Uniform rows: ln k; one-hot rows: 0."""
+    p = np.asarray(p, np.float64)
+    return -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=-1)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -467,6 +493,7 @@ class Config:
     cluster_epochs: int = None      # None: re * ep (Table II's cap); profiles set a budget
     stop_tol: float = 0.0003        # §III-B: stop when < 0.03 % of the labels change between epochs
     target_gradient: bool = False   # Eq. (5): P2 a constant target (default) or differentiated; not stated
+    kl_target: str = "p2"           # Eq. (5), §V-D: P2 the target; "p1": KL(P1 || P2), P1 constant (ablation)
     kmeans_n_init: int = 20         # ours (paper silent; DEC-keras)
     eval_every: int = 10            # epochs between evaluation-log entries (labels read by the log only)
     invariance_every: int = 10      # Fig. 1(a) log: DAE epochs between KL(P2 || P1) of k-means centres; 0 = off
@@ -481,6 +508,11 @@ class Config:
             raise ValueError(f"noise must be 'dropout' or 'gaussian', got {self.noise!r}")
         if self.optimizer not in ("auto", "sgd", "adadelta"):
             raise ValueError(f"optimizer must be 'auto', 'sgd' or 'adadelta', got {self.optimizer!r}")
+        self.kl_target = str(self.kl_target).lower()
+        if self.kl_target not in KL_TARGETS:
+            raise ValueError(f"kl_target must be one of {', '.join(KL_TARGETS)}, got {self.kl_target!r}")
+        if self.kl_target == "p1" and self.target_gradient:
+            raise ValueError("kl_target='p1' holds P1 constant: target_gradient must be False")
         # --set passes numbers as floats for fields whose default is None: integers where integers are meant
         for key in ("embedding_dim", "decay_every", "decay_stages", "cluster_epochs", "r", "ae_epochs",
                     "batch_size", "kmeans_n_init", "eval_every", "invariance_every"):
@@ -582,9 +614,10 @@ class ClusterNet(keras.Model):
     """Algorithm 1's network: the encoder g(. | Theta) and the centres Omega (trainable, k-means initialised);
     the loss of a step is Eq. (5) on the batch's codes."""
 
-    def __init__(self, encoder, centers, variant="HOE", r=2, target_gradient=False, **kwargs):
+    def __init__(self, encoder, centers, variant="HOE", r=2, target_gradient=False, kl_target="p2", **kwargs):
         super().__init__(**kwargs)
         self.encoder, self.variant, self.r, self.target_gradient = encoder, variant, r, target_gradient
+        self.kl_target = kl_target
         self.centers = self.add_weight(shape=centers.shape, initializer=keras.initializers.Constant(centers),
                                        name="centers")
 
@@ -592,7 +625,7 @@ class ClusterNet(keras.Model):
         return ops.cast(self.encoder(x, training=training), "float32")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        return saip_loss(y_pred, self.centers, self.variant, self.r, self.target_gradient)
+        return saip_loss(y_pred, self.centers, self.variant, self.r, self.target_gradient, self.kl_target)
 
 
 class _Reseed(keras.callbacks.Callback):
@@ -609,7 +642,8 @@ class _Reseed(keras.callbacks.Callback):
 class InvarianceLog(keras.callbacks.Callback):
     """Fig. 1(a): during pre-training, every ``every`` epochs (and before the first), k-means (n_init 3, ours) on the
     clean codes, then KL(P2 || P1) of Eq. (5) with full-set f for each variant's P2, the share of samples where
-    argmax P1 = argmax P2, and the k-means ACC/NMI when labels are given (log only)."""
+    argmax P1 = argmax P2, the mean row entropies of P1 and of each P2 (natural log, all samples), the mean code
+    norm, and the k-means ACC/NMI when labels are given (log only)."""
 
     def __init__(self, owner, x, y, every, epochs):
         super().__init__()
@@ -627,11 +661,14 @@ class InvarianceLog(keras.callbacks.Callback):
     def _entry(self, epoch):
         h = self.owner.embed(self.x)
         centers, labels = _kmeans(h, self.owner.n_clusters, 3, self.owner.seed)
-        entry = {"epoch": epoch, "kl": {}, "agreement": {}}
+        entry = {"epoch": epoch, "kl": {}, "agreement": {}, "p2_entropy": {},
+                 "code_norm": float(np.mean(np.linalg.norm(h, axis=1)))}
         p1 = assignment(q1(h, centers), self.owner.cfg.r)
+        entry["p1_entropy"] = float(np.mean(entropy(ops.convert_to_numpy(p1))))
         for v in VARIANTS:
             p2 = assignment(q2(h, centers, v), self.owner.cfg.r)
             entry["kl"][v] = float(ops.convert_to_numpy(kl_target_pred(p2, p1)))
+            entry["p2_entropy"][v] = float(np.mean(entropy(ops.convert_to_numpy(p2))))
             entry["agreement"][v] = float(np.mean(np.argmax(ops.convert_to_numpy(p1), 1)
                                                   == np.argmax(ops.convert_to_numpy(p2), 1)))
         if self.y is not None:  # evaluation log only
@@ -641,51 +678,68 @@ class InvarianceLog(keras.callbacks.Callback):
 
 class ClusterMonitor(keras.callbacks.Callback):
     """§III-B after every epoch: labels of Eq. (12) on all samples (full-set f), the number changed since the last
-    epoch and the 0.03 % stopping rule; every ``eval_every`` epochs (and the last) the label-free diagnostics (full-
-    set loss, zero-P1 mass, P1/P2 agreement, mean norms of codes and centres, non-empty clusters) and, when labels
-    are given, metrics (log only)."""
+    epoch and the 0.03 % stopping rule, and (label-free) the mean row entropy of P1 and of P2 (natural log, all
+    samples, full-set f) and the mean code norm, at the start (index 0) and after every epoch; every ``eval_every``
+    epochs (and the last) the label-free diagnostics (full-set loss, zero-P1 mass, P1/P2 agreement, mean norms of
+    codes and centres, non-empty clusters) and, when labels are given, metrics (log only)."""
 
     def __init__(self, owner, x, y, labels0, steps, epochs):
         super().__init__()
         self.owner, self.x, self.y, self.steps, self.epochs = owner, x, y, steps, epochs
         self.prev = np.asarray(labels0)
         self.changed, self.lr, self.monitor, self.eval = [], [], [], []
+        self.p1_entropy, self.p2_entropy, self.code_norm = [], [], []
         self.stop_epoch = None
 
     def state(self):
         return {"prev": self.prev.tolist(), "changed": self.changed, "lr": self.lr, "monitor": self.monitor,
-                "eval": self.eval, "stop_epoch": self.stop_epoch}
+                "eval": self.eval, "stop_epoch": self.stop_epoch, "p1_entropy": self.p1_entropy,
+                "p2_entropy": self.p2_entropy, "code_norm": self.code_norm}
 
     def set_state(self, s):
         if s:
             self.prev = np.asarray(s["prev"])
             self.changed, self.lr, self.monitor = s["changed"], s["lr"], s["monitor"]
             self.eval, self.stop_epoch = s["eval"], s["stop_epoch"]
+            self.p1_entropy, self.p2_entropy = s.get("p1_entropy", []), s.get("p2_entropy", [])
+            self.code_norm = s.get("code_norm", [])
+
+    def _track(self, pred):
+        """(P1, P2) on all samples (NumPy), appending the epoch's entropies and code norm."""
+        p1, p2 = (ops.convert_to_numpy(p) for p in distributions(pred["h"], _numpy(self.owner.net.centers),
+                                                                 self.owner.cfg.variant, self.owner.cfg.r))
+        self.p1_entropy.append(float(np.mean(entropy(p1))))
+        self.p2_entropy.append(float(np.mean(entropy(p2))))
+        self.code_norm.append(float(np.mean(np.linalg.norm(pred["h"], axis=1))))
+        return p1, p2
 
     def on_train_begin(self, logs=None):
         if not self.monitor:
-            self._log(0, None, self.owner.predict_all(self.x))
+            pred = self.owner.predict_all(self.x)
+            self._log(0, None, pred, *self._track(pred))
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         pred = self.owner.predict_all(self.x)
+        p1, p2 = self._track(pred)
         n_changed = changed_count(self.prev, pred["P1"])
         self.prev = pred["P1"]
         self.changed.append(n_changed)
         self.lr.append(self.owner.lr_of_epoch(epoch))
         stop = converged(n_changed, len(self.x), self.owner.cfg.stop_tol)
         if done % self.owner.cfg.eval_every == 0 or done == self.epochs or stop:
-            self._log(done, logs, pred)
+            self._log(done, logs, pred, p1, p2)
         if stop:
             self.stop_epoch = done
             self.model.stop_training = True
 
-    def _log(self, epoch, logs, pred):
+    def _log(self, epoch, logs, pred, p1, p2):
         h, w = pred["h"], _numpy(self.owner.net.centers)
-        p1, p2 = (ops.convert_to_numpy(p) for p in distributions(h, w, self.owner.cfg.variant, self.owner.cfg.r))
         entry = {"epoch": epoch, "step": epoch * self.steps,
                  "kl": float(ops.convert_to_numpy(kl_target_pred(p2, p1))),
+                 "kl_p1_p2": float(ops.convert_to_numpy(kl_p1_p2(p1, p2))),
                  "zero_p1_mass": float(np.mean(np.sum(np.where(p1 <= 1e-7, p2, 0.0), axis=1))),
+                 "p1_entropy": self.p1_entropy[-1], "p2_entropy": self.p2_entropy[-1],
                  "agreement": float(np.mean(pred["P1"] == pred["P2"])),
                  "code_norm": float(np.mean(np.linalg.norm(h, axis=1))),
                  "centre_norm": float(np.mean(np.linalg.norm(w, axis=1))),
@@ -815,7 +869,8 @@ class SAIP:
         """Algorithm 1's loop: shuffled mini-batches of bs, Eq. (5), SGD on {Theta, Omega}; stop by §III-B."""
         cfg = self.cfg
         steps = -(-len(x) // cfg.batch_size)
-        self.net = ClusterNet(self.encoder, self.initial_centers, cfg.variant, cfg.r, cfg.target_gradient)
+        self.net = ClusterNet(self.encoder, self.initial_centers, cfg.variant, cfg.r, cfg.target_gradient,
+                              cfg.kl_target)
         self.net.compile(optimizer=self._optimizer(steps))
         self.net(x[:2])
         labels0 = self.predict(x)  # the k-means-initialised model: the first comparison of the stopping rule
@@ -830,7 +885,9 @@ class SAIP:
             "changed_fraction": [c / len(x) for c in mon.changed], "lr": mon.lr, "epochs_run": len(mon.changed),
             "epochs": cfg.cluster_epochs, "max_epochs": cfg.max_epochs(), "converged": mon.stop_epoch is not None,
             "stop_epoch": mon.stop_epoch, "steps_per_epoch": steps, "seconds": time.perf_counter() - t0,
-            "epoch_seconds": fit["epoch_seconds"], "resumed_at": fit["resumes"], "monitor": mon.monitor}
+            "epoch_seconds": fit["epoch_seconds"], "resumed_at": fit["resumes"], "monitor": mon.monitor,
+            # index e: after e epochs (0: the k-means start); all samples, full-set f, natural log
+            "p1_entropy": mon.p1_entropy, "p2_entropy": mon.p2_entropy, "code_norm": mon.code_norm}
         if y is not None:
             self.history["cluster"]["eval"] = mon.eval
 

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from keras import ops
 from scipy.spatial.distance import cdist
+from scipy.special import rel_entr
+from scipy.stats import entropy as scipy_entropy
 
 from common import checkpoint, metrics
 from conftest import grad
@@ -207,6 +209,99 @@ def test_target_gradient_changes_the_gradient():
     assert np.abs(a - b).max() > 1e-3
 
 
+# ---------------------------------------------------------------- ablation kl_target="p1": KL(P1 || P2), P1 constant
+def ref_kl_p1_p2(p1, p2):
+    """float64 KL(P1 || P2) per row, 0 log 0 = 0, no clip."""
+    return rel_entr(p1, p2).sum(1)
+
+
+def test_kl_p1_target_by_hand_and_against_float64():
+    p1, p2 = (np_(p) for p in saip.distributions(H3, W3, "HOMO"))  # §A9's chain: P1 has exact zeros
+    # rows -ln 0.808258, 0.255026 ln(0.255026/0.357813) + 0.744974 ln(0.744974/0.552796), -ln 0.751745
+    np.testing.assert_allclose(np_(saip.kl_p1_p2(p1, p2, reduce=False)), [0.212874, 0.135907, 0.285358], atol=2e-6)
+    assert float(np_(saip.saip_loss(H3, W3, "HOMO", kl_target="p1"))) == pytest.approx(0.211380, abs=2e-6)
+    # Eq. (5)'s small case the other way round: rows (0.130812, 0) (KL(P2 || P1) gives 0.143841 for row 0)
+    small1, small2 = np.array([[0.25, 0.75], [0.8, 0.2]]), np.array([[0.5, 0.5], [0.8, 0.2]])
+    np.testing.assert_allclose(np_(saip.kl_loss(small1, small2, kl_target="p1")), 0.065406, atol=1e-6)
+    for variant in saip.VARIANTS:  # float64, tight: an implementation clipping P1's zeros to 1e-7 fails
+        h, w = RNG.normal(size=(60, 5)), RNG.normal(size=(6, 5))
+        want = ref_kl_p1_p2(ref_p(ref_q1(h, w)), ref_p(ref_q2(h, w, variant))).mean()
+        assert (ref_p(ref_q1(h, w)) == 0).any()
+        assert float(np_(saip.saip_loss(h, w, variant, 2, False, "p1"))) == pytest.approx(want, rel=1e-10)
+
+
+def test_kl_p1_target_gradient_flows_through_p2_only():
+    """d/dP1 = 0 (P1 a constant target); d/dP2_ij = -P1_ij / (n P2_ij); the default is the mirror image."""
+    p1, p2 = RNG.dirichlet(np.ones(4), 6), RNG.dirichlet(np.ones(4), 6)
+    p1[0] = [0.0, 0.5, 0.5, 0.0]  # exact zeros in the target: finite, zero gradient there
+    n = len(p1)
+    np.testing.assert_array_equal(grad(lambda v: saip.kl_loss(v, p2, kl_target="p1"), p1), 0.0)
+    np.testing.assert_allclose(grad(lambda v: saip.kl_loss(p1, v, kl_target="p1"), p2), -p1 / (n * p2), rtol=1e-12)
+    p1[0] = [0.1, 0.4, 0.4, 0.1]  # today's loss (clip [1e-7, 1]) on strictly positive rows
+    np.testing.assert_array_equal(grad(lambda v: saip.kl_loss(p1, v), p2), 0.0)
+    np.testing.assert_allclose(grad(lambda v: saip.kl_loss(v, p2), p1), -p2 / (n * p1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["HOMO", "HOE"])
+def test_kl_p1_target_gradients_against_finite_differences(variant):
+    """Through Eqs. (6)-(11): the gradient of KL(P1_0 || P2(h, w)) with P1 frozen at the base point."""
+    rng = np.random.default_rng(3)
+    h, w = rng.normal(size=(12, 4)), rng.normal(size=(5, 4))
+    p1_0 = ref_p(ref_q1(h, w))
+    assert (p1_0 == 0).any() and np.all(p1_0.sum(0) > 0)  # zeros in the target, no empty cluster
+    f_h = lambda v: ref_kl_p1_p2(p1_0, ref_p(ref_q2(v, w, variant))).mean()
+    f_w = lambda v: ref_kl_p1_p2(p1_0, ref_p(ref_q2(h, v, variant))).mean()
+    gh = grad(lambda v: saip.saip_loss(v, w, variant, 2, False, "p1"), h)
+    np.testing.assert_allclose(gh, fd_grad(f_h, h), rtol=1e-5, atol=1e-8)
+    gw = grad(lambda v: saip.saip_loss(h, v, variant, 2, False, "p1"), w)
+    np.testing.assert_allclose(gw, fd_grad(f_w, w), rtol=1e-5, atol=1e-8)
+    both = lambda v: ref_kl_p1_p2(ref_p(ref_q1(v, w)), ref_p(ref_q2(v, w, variant))).mean()  # P1 not frozen
+    assert np.abs(gh - fd_grad(both, h)).max() > 1e-3
+
+
+@pytest.mark.parametrize("target_gradient", [False, True])
+def test_default_kl_target_keeps_todays_loss_exactly(target_gradient):
+    h, w = RNG.normal(size=(30, 4)).astype("float32"), RNG.normal(size=(5, 4)).astype("float32")
+    p1, p2 = saip.distributions(h, w, "HOE", 2)
+    today = np_(saip.kl_target_pred(p2, p1))  # Eq. (5), Keras clip, as before the option existed
+    assert saip.Config().kl_target == "p2"
+    np.testing.assert_array_equal(np_(saip.saip_loss(h, w, "HOE", 2, target_gradient)), today)
+    np.testing.assert_array_equal(np_(saip.saip_loss(h, w, "HOE", 2, target_gradient, "p2")), today)
+    assert float(np_(saip.saip_loss(h, w, "HOE", 2, False, "p1"))) != pytest.approx(float(today), rel=1e-3)
+
+
+def test_kl_target_validation_and_cli_override(capsys):
+    from common import cli
+
+    assert saip.Config(kl_target="P1").kl_target == "p1"
+    for bad in ({"kl_target": "p3"}, {"kl_target": "p1", "target_gradient": True}):
+        with pytest.raises(ValueError):
+            saip.Config(**bad)
+    with pytest.raises(ValueError):
+        saip.saip_loss(H3, W3, kl_target="kl")
+    with pytest.raises(ValueError):
+        saip.kl_loss(H3, W3, target_gradient=True, kl_target="p1")
+    overrides = cli.parse_overrides(["kl_target=p1"], saip.Config)
+    assert overrides == {"kl_target": "p1"}
+    cfg, _ = cli.make_config(saip, "paper", overrides)
+    assert cfg.kl_target == "p1" and cfg.resolved("mnist-test").kl_target == "p1"
+    assert cli.main(["saip", "mnist-test", "--profile", "paper", "--seeds", "0", "--set", "kl_target=p3"]) != 0
+    assert "error:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- entropy of the soft assignments (the drift log)
+def test_entropy_by_hand_and_against_scipy():
+    for k in (2, 4, 10):
+        np.testing.assert_allclose(saip.entropy(np.full((3, k), 1.0 / k)), np.log(k), rtol=1e-15)  # natural log
+    np.testing.assert_array_equal(saip.entropy(np.eye(5)), 0.0)  # one-hot rows (0 log 0 = 0, no NaN)
+    assert saip.entropy([[0.5, 0.25, 0.25, 0.0]])[0] == pytest.approx(1.5 * np.log(2), rel=1e-15)
+    p = RNG.dirichlet(np.ones(6) * 0.5, 40)
+    p[:5, :2] = 0.0
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(saip.entropy(p), scipy_entropy(p, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(saip.entropy(p.astype("float32")), scipy_entropy(p, axis=1), rtol=1e-6)
+
+
 # ---------------------------------------------------------------- pairwise precision (Tables III-V)
 def test_pairwise_precision_hand_cases_and_single_cluster_rows():
     assert metrics.pairwise_precision([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx(1 / 3)
@@ -362,6 +457,55 @@ def test_toy_blobs_clustered_by_each_variant(variant):
     assert mon[-1]["code_norm"] == pytest.approx(np.linalg.norm(h, axis=1).mean(), rel=1e-5)
     assert mon[-1]["centre_norm"] == pytest.approx(np.linalg.norm(saip._numpy(model.net.centers), axis=1).mean())
     assert mon[-1]["nonempty"] == len(np.unique(model.predict(x))) == 5
+    # per-epoch drift log (index e: after e epochs, 0 = the k-means start): all samples, full-set f, natural log
+    c = model.history["cluster"]
+    assert len(c["p1_entropy"]) == len(c["p2_entropy"]) == len(c["code_norm"]) == c["epochs_run"] + 1 == 16
+    for i, (hh, ww) in ((0, (model.initial_embedding, model.initial_centers)),
+                        (-1, (h, saip._numpy(model.net.centers)))):
+        hh, ww = hh.astype(np.float64), ww.astype(np.float64)
+        assert c["p1_entropy"][i] == pytest.approx(scipy_entropy(ref_p(ref_q1(hh, ww)), axis=1).mean(), rel=1e-4)
+        assert c["p2_entropy"][i] == pytest.approx(scipy_entropy(ref_p(ref_q2(hh, ww, variant)), axis=1).mean(),
+                                                   rel=1e-4)
+        assert c["code_norm"][i] == pytest.approx(np.linalg.norm(hh, axis=1).mean(), rel=1e-5)
+    assert [e["p1_entropy"] for e in mon] == [c["p1_entropy"][e["epoch"]] for e in mon]
+    assert [e["p2_entropy"] for e in mon] == [c["p2_entropy"][e["epoch"]] for e in mon]
+
+
+def test_kl_target_p1_trains_the_swapped_loss():
+    """Config(kl_target="p1") reaches the training step: the step's loss is KL(P1 || P2) on the batch, and the run
+    differs from the default one; the full-set KL(P1 || P2) it minimises falls."""
+    x, y = blobs(k=3, n=30)
+    runs = {}
+    for target in ("p2", "p1"):
+        model = saip.SAIP(3, toy_config(kl_target=target, cluster_epochs=4, eval_every=1), seed=0, verbose=0)
+        model.encoder = linear_encoder(x.shape[1])
+        model.initialise(x)
+        model.cluster(x)
+        runs[target] = model
+    net = runs["p1"].net
+    hb = net(x[:64])
+    want = {t: float(np_(saip.saip_loss(hb, net.centers, "HOE", 2, False, t))) for t in ("p1", "p2")}
+    assert float(np_(net.compute_loss(x=x[:64], y_pred=hb))) == want["p1"] != pytest.approx(want["p2"], rel=1e-3)
+    assert not np.allclose(saip._numpy(net.centers), saip._numpy(runs["p2"].net.centers), rtol=0, atol=1e-6)
+    mon = runs["p1"].history["cluster"]["monitor"]
+    assert all(np.isfinite(e["kl_p1_p2"]) and np.isfinite(e["loss"]) for e in mon[1:])
+    assert mon[-1]["kl_p1_p2"] < mon[0]["kl_p1_p2"]
+
+
+def test_pretraining_log_has_entropies_and_code_norm():
+    """Fig. 1(a)'s log: mean row entropies of P1 and of each variant's P2 on the k-means centres of the clean codes."""
+    x, _ = blobs(k=3, n=30)
+    model = saip.SAIP(3, toy_config(ae_epochs=1), seed=0, verbose=0)
+    model.pretrain(x)
+    log = model.history["pretrain"]["invariance"]
+    assert [e["epoch"] for e in log] == [0, 1]
+    h = model.embed(x).astype(np.float64)
+    w = saip._kmeans(h, 3, 3, 0)[0].astype(np.float64)  # the log's own k-means (n_init 3, the seed)
+    assert log[-1]["p1_entropy"] == pytest.approx(scipy_entropy(ref_p(ref_q1(h, w)), axis=1).mean(), rel=1e-4)
+    for v in saip.VARIANTS:
+        assert log[-1]["p2_entropy"][v] == pytest.approx(scipy_entropy(ref_p(ref_q2(h, w, v)), axis=1).mean(),
+                                                         rel=1e-4)
+    assert log[-1]["code_norm"] == pytest.approx(np.linalg.norm(h, axis=1).mean(), rel=1e-5)
 
 
 def test_stopping_rule_ends_the_clustering_stage():
@@ -424,3 +568,6 @@ def test_run_output_cache_and_resume(tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed["labels"], out["labels"])
     assert resumed["history"]["cluster"]["changed"] == out["history"]["cluster"]["changed"]
     assert [e["epoch"] for e in resumed["history"]["cluster"]["eval"]] == [0, 2, 4]
+    for key in ("p1_entropy", "p2_entropy", "code_norm"):  # the per-epoch log survives the interruption
+        assert len(resumed["history"]["cluster"][key]) == 5
+        np.testing.assert_allclose(resumed["history"]["cluster"][key], out["history"]["cluster"][key], rtol=1e-5)
