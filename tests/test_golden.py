@@ -107,3 +107,18 @@ def test_update_refuses_to_list_unverified_code_on_a_machine_without_a_recording
     monkeypatch.setattr(registry, "code_version", lambda module: "fp_new")
     assert "cannot be verified" in golden.update(paper)
     assert json.loads((tmp_path / f"{paper}.json").read_text())["fingerprints"] == ["fp_one"]
+
+
+def test_update_records_a_new_case_beside_the_kept_ones(tmp_path, monkeypatch):
+    paper = "decs"
+    monkeypatch.setattr(golden, "GOLDEN_DIR", tmp_path)
+    outs = {"default": _case()}
+    monkeypatch.setattr(golden, "run_paper", lambda p, verbose=True: copy.deepcopy(outs))
+    monkeypatch.setattr(registry, "code_version", lambda module: "fp_one")
+    golden.update(paper)
+    outs["new_option"] = {**_case(), "labels": [2, 2, 0]}
+    monkeypatch.setattr(registry, "code_version", lambda module: "fp_two")   # the option added: default unchanged
+    assert "kept" in golden.update(paper)
+    saved = json.loads((tmp_path / f"{paper}.json").read_text())
+    assert saved["fingerprints"] == ["fp_one", "fp_two"]
+    assert set(saved["outputs"][golden.signature()]) == {"default", "new_option"}
