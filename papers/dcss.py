@@ -5,11 +5,20 @@ Read top to bottom beside the paper: §3.1 phase 1 (Eqs. 1a-1d, 2, 3), §3.2 pha
 assignment, §5 networks (Fig. 12, MNet), §6 implementation details, Algorithm 1.
 
 What we do where the authors' code (github.com/Armanfard-Lab/DCSS) differs from the paper: we follow the paper.
-  - Phase-1 optimiser: Adam, lr 1e-5 (§6); the code uses SGD lr 1e-6, momentum 0.9.
+  - Phase-1 optimiser: Adam, lr 1e-5 (§6); the code uses SGD lr 1e-6, momentum 0.9 (no Nesterov, no decay).
+    `phase1_optimizer="authors_sgd"` swaps in that optimiser (Keras's and PyTorch's momentum updates are the same at
+    a constant rate) and changes nothing else; lr_ae then sets phase 2's encoder rate only. The loss is already the
+    code's: its clustering_cost is Eq. (1a) for one cluster per step, sum_i p_ik^m (||x_i - x_hat_i||^2 +
+    0.1 ||u_i - mu_k||^2), summed (not averaged) over the batch's samples, pixels and code coordinates, K steps per
+    batch. Still ours under the option: p recomputed before each step (next item); centres updated after epochs
+    T1, 2 T1, ... (code: at the start of epoch T when T mod T1 = 1, i.e. after epochs 1, 3, 5, ...).
   - Memberships p_ik are recomputed with the current network before each of the K steps (Algorithm 1, line 4);
     the code computes them once per batch.
-  - No clipping of q to {0, 1} beyond 0.99 / 0.01 and no 0.001 loss scale in phase 2 (code only).
-  - MNet has three hidden layers of 128 (§5); the code has two.
+  - No clipping of q in phase 2 (code only). `q_clip=True` sets q to 1 above 0.99 and to 0 below 0.01 inside the
+    pair products q_i^T q_j of Eqs. (4)-(5), as the code does (s of Eq. (5) still from the unclipped q, as there),
+    which zeroes the gradient of every clipped entry. The code's 0.001 loss scale is not taken (Adam's step does not
+    depend on the loss scale, up to its epsilon).
+  - MNet has three hidden layers of 128 (§5); the code (Mutual_net) has two: `mnet_layers=2` gives its d-128-128-K.
   - No checkpoint choice: the code keeps the pre-training / phase-1 epoch with the best *label* accuracy.
     Labels are used here only for the evaluation log; every result is the final iterate.
 Where the paper is silent we take the authors' code: batch size 500, 200 pre-training epochs, Adam defaults for
@@ -195,10 +204,17 @@ def similarity(a):
     return ops.matmul(a, ops.transpose(a))
 
 
-def pairwise_loss(s, q, zeta, gamma):
-    """Pair loss over all ordered pairs of the batch; s (n, n) is a constant similarity matrix, q (n, K)."""
+def clip_q(q, high=0.99, low=0.01):
+    """The authors' code: q set to 1 above ``high`` and to 0 below ``low`` (no gradient through those entries)."""
+    q = ops.where(q > high, ops.ones_like(q), q)
+    return ops.where(q < low, ops.zeros_like(q), q)
+
+
+def pairwise_loss(s, q, zeta, gamma, clip=False):
+    """Pair loss over all ordered pairs of the batch; s (n, n) is a constant similarity matrix, q (n, K).
+    ``clip``: q through clip_q inside the products (Config.q_clip; s is not touched)."""
     s = ops.stop_gradient(s)
-    qq = similarity(q)
+    qq = similarity(clip_q(q) if clip else q)
     similar = ops.cast(s > zeta, qq.dtype)
     dissimilar = ops.cast(s < gamma, qq.dtype)
     return ops.sum(similar * (1.0 - qq) + dissimilar * qq)
@@ -210,6 +226,17 @@ def pair_counts(s, zeta, gamma):
         mask = ops.cast(mask, "float32")
         return (ops.sum(mask) - ops.sum(ops.diagonal(mask))) / 2.0
     return count(s > zeta), count(s < gamma)
+
+
+PHASE1_OPTIMIZERS = ("adam", "authors_sgd")
+AUTHORS_SGD = {"learning_rate": 1e-6, "momentum": 0.9}  # the code's phase-1 optim.SGD
+
+
+def build_phase1_optimizer(cfg):
+    """Phase 1's optimiser: Adam(lr_ae) (§6) or, with phase1_optimizer="authors_sgd", the code's SGD."""
+    if cfg.phase1_optimizer == "authors_sgd":
+        return keras.optimizers.SGD(**AUTHORS_SGD)
+    return keras.optimizers.Adam(cfg.lr_ae)
 
 
 @dataclass
@@ -230,7 +257,9 @@ class Config:
     gamma: float = 0.2
     lr_mnet: float = 1e-3          # Adam, MNet
     mnet_hidden: int = 128
-    mnet_layers: int = 3
+    mnet_layers: int = 3           # hidden layers (§5: 3); 2 = the authors' code
+    phase1_optimizer: str = "adam"  # "adam" (§6, lr_ae) or "authors_sgd" (the code's SGD, AUTHORS_SGD)
+    q_clip: bool = False           # True: the code's clipping of q in the pair loss (clip_q)
     kmeans_n_init: int = 10        # scikit-learn's former default, as in the code
     eval_every: int = 10           # evaluation-log interval in phase-1 epochs (labels read by the log only)
 
@@ -239,9 +268,14 @@ class Config:
             raise ValueError(f"need 0 < gamma < zeta < 1, got gamma={self.gamma}, zeta={self.zeta}")
         if self.m <= 1.0:
             raise ValueError(f"the fuzziness m must be > 1, got {self.m}")
-        for key in ("batch_size", "T1", "embedding_dim", "mnet_hidden", "eval_every"):
+        for key in ("batch_size", "T1", "embedding_dim", "mnet_hidden", "mnet_layers", "eval_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.phase1_optimizer not in PHASE1_OPTIMIZERS:
+            raise ValueError(f"phase1_optimizer must be one of {', '.join(PHASE1_OPTIMIZERS)}, "
+                             f"got {self.phase1_optimizer!r}")
+        if not isinstance(self.q_clip, bool):
+            raise ValueError(f"q_clip must be True or False, got {self.q_clip!r}")
 
     def autoencoder_part(self):
         return {k: getattr(self, k) for k in ("embedding_dim", "batch_size", "ae_epochs", "ae_learning_rate")}
@@ -249,7 +283,7 @@ class Config:
     def phase1_part(self):
         """The settings phase 1 depends on (not the logging interval: a cached phase 1 keeps the curve it logged)."""
         return {**self.autoencoder_part(), **{k: getattr(self, k) for k in (
-            "phase1_epochs", "T1", "alpha", "m", "lr_ae", "kmeans_n_init")}}
+            "phase1_epochs", "T1", "alpha", "m", "lr_ae", "kmeans_n_init", "phase1_optimizer")}}
 
 
 PROFILES = {
@@ -348,7 +382,7 @@ class Phase2Net(keras.Model):
         self.similar_tracker.update_state(n_sim)
         self.dissimilar_tracker.update_state(n_dis)
         self.space_tracker.update_state(ops.cast(self.use_q > 0.5, "float32"))
-        return pairwise_loss(s, q, self.cfg.zeta, self.cfg.gamma)                    # Eq. (4) / Eq. (5)
+        return pairwise_loss(s, q, self.cfg.zeta, self.cfg.gamma, clip=self.cfg.q_clip)  # Eq. (4) / Eq. (5)
 
 
 class CenterUpdate(keras.callbacks.Callback):
@@ -391,14 +425,31 @@ class SparseEvalLogger(training.EvalLogger):
             self.log[-1]["epoch"] = epoch + 1
 
 
-def _phase_state(logger, center_cb):
-    """get_state / set_state for common.checkpoint: the evaluation log and the centre-update count."""
+class ClusterSizes(keras.callbacks.Callback):
+    """Label-free: the cluster sizes of ``predict_labels(x)`` at the end of every epoch (``log``); ``labels`` keeps
+    the last prediction, for the evaluation log to reuse."""
+
+    def __init__(self, predict_labels, x, n_clusters):
+        super().__init__()
+        self.predict_labels, self.x, self.n_clusters = predict_labels, x, n_clusters
+        self.log, self.labels = [], None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.labels = self.predict_labels(self.x)
+        self.log.append(np.bincount(self.labels, minlength=self.n_clusters).tolist())
+
+
+def _phase_state(logger, center_cb, sizes=None):
+    """get_state / set_state for common.checkpoint: the evaluation log, the centre-update count, the size log."""
     def get():
-        return {"eval": logger.log if logger else [], "center_updates": center_cb.count}
+        state = {"eval": logger.log if logger else [], "center_updates": center_cb.count}
+        return {**state, "cluster_sizes": sizes.log} if sizes is not None else state
 
     def set_(state):
         if logger:
             logger.log.extend(state.get("eval", []))
+        if sizes is not None:
+            sizes.log.extend(state.get("cluster_sizes", []))
         center_cb.count = state.get("center_updates", 0)
     return get, set_
 
@@ -417,6 +468,7 @@ class DCSS:
         self.code = {"ae": training.code_fingerprint(*ae),
                      "phase1": training.code_fingerprint(*ae, squared_distances, memberships, phase1_loss, update_centers,
                                                          Phase1Net, k_step_batches, CenterUpdate, training.kmeans,
+                                                         build_phase1_optimizer,
                                                          DCSS._pretrain, DCSS._phase1, DCSS.recompute_centers)}
 
     # --- helpers outside the graph --------------------------------------------------------------------------
@@ -440,6 +492,9 @@ class DCSS:
         """DCSS_u: the nearest centre in the u space (= argmax_k p_ik)."""
         centers = ops.convert_to_numpy(self.centers if centers is None else centers)
         return np.argmin(ops.convert_to_numpy(squared_distances(self.embed(x), centers)), axis=1)
+
+    def _sizes(self, labels):
+        return np.bincount(labels, minlength=self.n_clusters).tolist()
 
     def predict_proba(self, x):
         return self.mnet.predict(self.embed(x), batch_size=1024, verbose=0)
@@ -470,6 +525,7 @@ class DCSS:
         self.u_pretrained = self.embed(x)
         self.centers, self.kmeans_labels = training.kmeans(self.u_pretrained, self.n_clusters, cfg.kmeans_n_init,
                                                            self.seed)
+        self.history["pretrain"]["kmeans_cluster_sizes"] = self._sizes(self.kmeans_labels)  # label-free
 
     def _phase1(self, x, y):
         cfg, K = self.cfg, self.n_clusters
@@ -483,7 +539,7 @@ class DCSS:
             net.load_weights(cache)
             self._phase1_done(net, x, {**json.loads(curves.read_text()), "cached": str(cache)})
             return
-        net.compile(optimizer=keras.optimizers.Adam(cfg.lr_ae))
+        net.compile(optimizer=build_phase1_optimizer(cfg))
         n_batches = -(-len(x) // cfg.batch_size)
         steps = n_batches * K  # K successive optimiser steps per batch
         center_cb = CenterUpdate(self, x, every=cfg.T1)
@@ -501,7 +557,10 @@ class DCSS:
             "centering": checkpoint.curve(fit["logs"], "centering"),
             "epoch_seconds": fit["epoch_seconds"], "steps_per_epoch": steps, "batches_per_epoch": n_batches,
             "optimizer_steps": int(ops.convert_to_numpy(net.optimizer.iterations)),
-            "center_updates": center_cb.count, "resumed_at": fit["resumes"]}
+            "center_updates": center_cb.count, "resumed_at": fit["resumes"],
+            "optimizer": {"name": type(net.optimizer).__name__,
+                          "learning_rate": float(ops.convert_to_numpy(net.optimizer.learning_rate)),
+                          "momentum": getattr(net.optimizer, "momentum", None)}}
         if logger is not None:
             history["eval"] = logger.log
         if cache is not None:  # the history first: the weights file is what marks the cache as complete
@@ -515,7 +574,7 @@ class DCSS:
         self.centers_phase1 = self.centers.copy()
         self.u_phase1 = self.embed(x)
         self.labels_u = self.predict_u(x)
-        self.history["phase1"] = history
+        self.history["phase1"] = {**history, "cluster_sizes": self._sizes(self.labels_u)}  # DCSS_u's, label-free
 
     def _phase2(self, x, y):
         cfg = self.cfg
@@ -526,18 +585,20 @@ class DCSS:
         net(x[:2])
         steps = -(-len(x) // cfg.batch_size)
         center_cb = CenterUpdate(self, x, every=1, until=cfg.T2)  # line 14: centres updated in the first T2 epochs
-        logger = None if y is None else SparseEvalLogger(self.predict, x, y, steps, 1, cfg.phase2_epochs)
-        get_state, set_state = _phase_state(logger, center_cb)
+        sizes = ClusterSizes(self.predict, x, self.n_clusters)     # argmax q after every epoch, label-free
+        logger = None if y is None else SparseEvalLogger(lambda _: sizes.labels, x, y, steps, 1, cfg.phase2_epochs)
+        get_state, set_state = _phase_state(logger, center_cb, sizes)
         fit = checkpoint.resumable_fit(
             net, lambda e: training.shuffled_batches(x, cfg.batch_size, self.seed + 1, e), phase="phase2",
             epochs=cfg.phase2_epochs, steps_per_epoch=steps, checkpoint=self.checkpoint,
-            callbacks=[SimilaritySpace(cfg.T2), center_cb] + ([logger] if logger else []),
+            callbacks=[SimilaritySpace(cfg.T2), center_cb, sizes] + ([logger] if logger else []),
             get_state=get_state, set_state=set_state, verbose=self.verbose)
         self.centers = ops.convert_to_numpy(net.centers)
         curve = {key: checkpoint.curve(fit["logs"], key) for key in ("loss", "similar_pairs", "dissimilar_pairs")}
         self.history["phase2"] = {**curve, "pairs_per_batch": cfg.batch_size * (cfg.batch_size - 1) // 2,
                                   "epoch_seconds": fit["epoch_seconds"], "steps_per_epoch": steps,
                                   "center_updates": center_cb.count, "resumed_at": fit["resumes"],
+                                  "cluster_sizes": sizes.log,  # per epoch, of argmax q
                                   # the similarity each epoch's steps used, as logged by the loss (Eq. 4: u, Eq. 5: q)
                                   "similarity_space": ["q" if v > 0.5 else "u"
                                                        for v in checkpoint.curve(fit["logs"], "q_space")]}

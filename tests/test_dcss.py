@@ -358,6 +358,185 @@ def test_smoke_run_via_cli(tmp_path):
     assert arrays["q"].shape == (200, 10) and arrays["u_phase1"].shape == (200, 10)
 
 
+# --- the authors' code as opt-in options: phase1_optimizer, q_clip, mnet_layers ----------------------------------
+def test_q_clip_by_hand_zeroes_the_gradient_of_confident_entries():
+    q = np.array([[0.995, 0.005], [0.6, 0.4]])
+    s = np.full((2, 2), 0.9)                        # every ordered pair similar: L = sum_ij 1 - q_i^T q_j
+    # clipped q_0 = (1, 0): q~ q~^T = [[1, .6], [.6, .52]] -> L = 0 + .4 + .4 + .48
+    assert float(np_(dcss.pairwise_loss(s, q, 0.8, 0.2, clip=True))) == pytest.approx(1.28, rel=1e-12)
+    # unclipped: q q^T = [[.99005, .599], [.599, .52]]
+    assert float(np_(dcss.pairwise_loss(s, q, 0.8, 0.2))) == pytest.approx(0.00995 + 2 * 0.401 + 0.48, rel=1e-12)
+    # dL/dq_i = -2 sum_j q~_j for an unclipped row, 0 for the clipped entries (both of row 0)
+    g = grad(lambda v: dcss.pairwise_loss(s, v, 0.8, 0.2, clip=True), q)
+    np.testing.assert_allclose(g, [[0.0, 0.0], [-3.2, -0.8]], rtol=1e-12)
+    g = grad(lambda v: dcss.pairwise_loss(s, v, 0.8, 0.2), q)
+    np.testing.assert_allclose(g, [[-3.19, -0.81], [-3.19, -0.81]], rtol=1e-12)
+    # the thresholds are strict, as in the code: 0.99 and 0.01 themselves are kept
+    np.testing.assert_allclose(np_(dcss.clip_q(np.array([[0.99, 0.01, 0.991, 0.009]]))), [[0.99, 0.01, 1.0, 0.0]],
+                               rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("q_clip", [False, True])
+def test_phase2_q_clip_clips_the_products_not_the_similarity(q_clip):
+    """Phase2Net in q space: s = q_i^T q_j from the unclipped q (the code's `multiply`), the products in the loss
+    from the clipped q when cfg.q_clip. The pair (0, 1) has s = 0.799 unclipped but 0.802 clipped (> zeta)."""
+    cfg = dcss.Config(q_clip=q_clip)
+    q = np.array([[0.995, 0.005], [0.802, 0.198], [0.05, 0.95]])
+    net = dcss.Phase2Net(keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)]), dcss.build_mnet(3, 2),
+                         np.zeros((2, 3), "float32"), cfg)
+    net.use_q.assign(1.0)
+
+    def reference(s_from, products_from):
+        s, qq = s_from @ s_from.T, products_from @ products_from.T
+        return np.sum((s > cfg.zeta) * (1 - qq) + (s < cfg.gamma) * qq)
+
+    clipped = np.where(q > 0.99, 1.0, np.where(q < 0.01, 0.0, q))
+    want = {False: reference(q, q), True: reference(q, clipped)}
+    # by hand: clipped, pairs (0,0): 0, (0,2) and (2,0): 0.05 each, (2,2): 1 - 0.905; unclipped 0.00995, 0.0545, 0.095
+    assert want[True] == pytest.approx(0.195) and want[False] == pytest.approx(0.21395)
+    assert reference(clipped, clipped) == pytest.approx(0.195 + 2 * (1 - 0.802))   # s clipped too: a wrong reading
+    u = RNG.normal(size=(3, 3)).astype("float32")
+    got = float(np_(net.compute_loss(x=u, y_pred=(u, q.astype("float32")))))
+    assert got == pytest.approx(want[q_clip], rel=1e-5)
+
+
+def test_phase1_optimizer_authors_sgd_is_the_codes_sgd():
+    opt = dcss.build_phase1_optimizer(dcss.Config(phase1_optimizer="authors_sgd"))
+    assert isinstance(opt, keras.optimizers.SGD) and not opt.nesterov
+    assert float(np_(opt.learning_rate)) == pytest.approx(1e-6) and opt.momentum == pytest.approx(0.9)
+    # PyTorch's SGD: buf = 0.9 buf + g (buf = g at the first step), w -= 1e-6 buf
+    w = keras.Variable(np.zeros(1, "float32"))
+    opt.apply_gradients([(ops.convert_to_tensor(np.array([1000.0], "float32")), w)])
+    assert float(np_(w)[0]) == pytest.approx(-1e-3, rel=1e-5)
+    opt.apply_gradients([(ops.convert_to_tensor(np.array([-500.0], "float32")), w)])
+    assert float(np_(w)[0]) == pytest.approx(-1e-3 - 1e-6 * (0.9 * 1000 - 500), rel=1e-5)
+    default = dcss.build_phase1_optimizer(dcss.Config())            # §6: Adam, lr_ae
+    assert isinstance(default, keras.optimizers.Adam) and float(np_(default.learning_rate)) == pytest.approx(1e-5)
+    # the code's clustering_cost sums over the batch (not a mean): a batch twice over doubles the loss
+    x, x_hat, u = RNG.uniform(size=(3, 2, 2, 1)), RNG.uniform(size=(3, 2, 2, 1)), RNG.normal(size=(3, 2))
+    p, c = RNG.uniform(size=3), RNG.normal(size=2)
+    once = float(np_(dcss.phase1_loss(x, x_hat, u, p, c, 1.5, 0.1)))
+    twice = float(np_(dcss.phase1_loss(*(np.concatenate([a, a]) for a in (x, x_hat, u, p)), c, 1.5, 0.1)))
+    assert twice == pytest.approx(2 * once, rel=1e-12)
+    # a cached Adam phase 1 is not reused for the SGD one
+    assert dcss.Config(phase1_optimizer="authors_sgd").phase1_part() != dcss.Config().phase1_part()
+
+
+def test_options_defaults_and_bad_values():
+    from common import cli
+
+    cfg = dcss.Config()
+    assert (cfg.phase1_optimizer, cfg.q_clip, cfg.mnet_layers, cfg.mnet_hidden) == ("adam", False, 3, 128)
+    got = cli.parse_overrides(["phase1_optimizer=authors_sgd", "q_clip=true", "mnet_layers=2"], dcss.Config)
+    assert got == {"phase1_optimizer": "authors_sgd", "q_clip": True, "mnet_layers": 2}
+    dcss.Config(**got)
+    for bad in ({"phase1_optimizer": "sgd"}, {"phase1_optimizer": "Adam"}, {"q_clip": "yes"}, {"q_clip": 1},
+                {"mnet_layers": 0}):
+        with pytest.raises(ValueError):
+            dcss.Config(**bad)
+
+
+def _dense_widths(model):
+    return [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def test_fit_with_the_authors_options():
+    """phase1_optimizer, mnet_layers reach the fit: phase 1's optimiser (read off the trained network) is the code's
+    SGD, the MNet is the code's d-128-128-K (§5's default: test_fit_default_options)."""
+    x, _ = blobs(40, 2, 16)
+    cfg = dcss.Config(batch_size=40, ae_epochs=0, phase1_epochs=1, phase2_epochs=1, kmeans_n_init=1,
+                      phase1_optimizer="authors_sgd", mnet_layers=2, q_clip=True)
+    model = dcss.DCSS(2, cfg, seed=0, cache_dir=None, verbose=0).fit(x)
+    assert model.history["phase1"]["optimizer"] == {"name": "SGD", "learning_rate": pytest.approx(1e-6),
+                                                    "momentum": pytest.approx(0.9)}
+    assert _dense_widths(model.mnet) == [128, 128, 2]
+
+
+def test_fit_default_options(fitted):
+    model = fitted["without_y"]
+    assert model.history["phase1"]["optimizer"] == {"name": "Adam", "learning_rate": pytest.approx(1e-5),
+                                                    "momentum": None}
+    assert _dense_widths(model.mnet) == [128, 128, 128, 3]
+
+
+# --- cluster sizes, label-free ---------------------------------------------------------------------------------
+def test_cluster_sizes_are_logged_without_labels(fitted):
+    a, b, x = fitted["with_y"], fitted["without_y"], fitted["x"]
+    for model in (a, b):
+        h = model.history
+        assert h["pretrain"]["kmeans_cluster_sizes"] == np.bincount(model.kmeans_labels, minlength=3).tolist()
+        assert h["phase1"]["cluster_sizes"] == np.bincount(model.labels_u, minlength=3).tolist()
+        assert len(h["phase2"]["cluster_sizes"]) == FIT_CFG["phase2_epochs"]
+        assert h["phase2"]["cluster_sizes"][-1] == np.bincount(model.predict(x), minlength=3).tolist()
+        assert all(sum(sizes) == len(x) for sizes in h["phase2"]["cluster_sizes"])
+    for key in ("kmeans_cluster_sizes",):
+        assert a.history["pretrain"][key] == b.history["pretrain"][key]
+    for phase in ("phase1", "phase2"):
+        assert a.history[phase]["cluster_sizes"] == b.history[phase]["cluster_sizes"]
+    # the evaluation log reads the same prediction as the size log
+    assert [e["nonempty_clusters"] for e in a.history["phase2"]["eval"]] == \
+        [int(np.count_nonzero(s)) for s in a.history["phase2"]["cluster_sizes"]]
+
+
+def test_cluster_size_log_survives_a_resume():
+    sizes = dcss.ClusterSizes(lambda a: a, np.array([0, 2, 2]), 3)
+    center_cb = dcss.CenterUpdate(None, None)
+    get, set_ = dcss._phase_state(None, center_cb, sizes)
+    set_({"eval": [], "center_updates": 4, "cluster_sizes": [[1, 1, 1]]})
+    sizes.on_epoch_end(0)
+    assert get() == {"eval": [], "center_updates": 4, "cluster_sizes": [[1, 1, 1], [1, 0, 2]]}
+    np.testing.assert_array_equal(sizes.labels, [0, 2, 2])
+
+
+# --- benchmarks/dcss_step_sizes.py: the arithmetic ---------------------------------------------------------------
+def test_step_sizes_steady_state_arithmetic():
+    from benchmarks import dcss_step_sizes as st
+
+    r = st.steady_state_steps(0.5)                  # 0.5 * 1e-6 / (1 - 0.9) = 5e-6 against Adam's 1e-5
+    assert r == {"sgd": pytest.approx(5e-6), "adam": 1e-5, "sgd_over_adam": pytest.approx(0.5)}
+    assert st.steady_state_steps(2.0, sgd_lr=1e-3, momentum=0.0, adam_lr=1e-3)["sgd_over_adam"] == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        st.steady_state_steps(1.0, momentum=1.0)
+    # the formulas against Keras's optimisers on a constant gradient g = 100: SGD's step tends to
+    # 1e-6 * 100 / 0.1 = 1e-3, Adam's to its learning rate
+    for opt, want in ((keras.optimizers.SGD(1e-6, momentum=0.9), st.steady_state_steps(100.0)["sgd"]),
+                      (keras.optimizers.Adam(1e-5), st.steady_state_steps(100.0)["adam"])):
+        w = keras.Variable(np.zeros(1, "float32"))
+        g = ops.convert_to_tensor(np.array([100.0], "float32"))
+        for _ in range(150):
+            before = float(np_(w)[0])
+            opt.apply_gradients([(g, w)])
+        assert before - float(np_(w)[0]) == pytest.approx(want, rel=2e-3)
+
+
+def test_step_sizes_layer_medians_by_hand():
+    from benchmarks import dcss_step_sizes as st
+
+    steps = [{"enc/a/kernel": np.array([1.0, -2.0]), "enc/a/bias": np.array([3.0]), "dec/b/kernel": np.array([10.0])},
+             {"enc/a/kernel": np.array([-1.0, -4.0]), "enc/a/bias": np.array([7.0]), "dec/b/kernel": np.array([-10.0])}]
+    got = st.layer_medians(steps)
+    assert list(got) == ["enc/a", "dec/b"]
+    # enc/a: |g| over both steps 1, 2, 3, 1, 4, 7 -> 2.5; mean over steps (0, -3, 5) -> 3
+    assert got["enc/a"] == {"coordinates": 3, "median_abs_grad": 2.5, "median_abs_mean_grad": 3.0}
+    assert got["dec/b"] == {"coordinates": 1, "median_abs_grad": 10.0, "median_abs_mean_grad": 0.0}
+
+
+def test_step_sizes_gradient_of_eq1_by_hand():
+    """phase1_gradients on a linear AE: dL^k/dc (decoder bias) = sum_i p_ik^m 2 (x_hat_i - x_i)."""
+    from benchmarks import dcss_step_sizes as st
+
+    keras.utils.set_random_seed(0)
+    enc = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="e")], name="enc")
+    dec = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, name="d")], name="dec")
+    x = RNG.uniform(size=(5, 4)).astype("float32")
+    centers = np.array([[0.5, 0.0], [-0.5, 0.3]], "float32")
+    g = st.phase1_gradients(enc, dec, x, centers, 1, 1.5, 0.1)
+    u = np_(enc(x))
+    w = np_memberships(u, centers.astype(np.float64), 1.5)[:, 1] ** 1.5
+    want = (w[:, None] * 2 * (np_(dec(u)) - x)).sum(0)
+    np.testing.assert_allclose(g[dec.get_layer("d").bias.path], want, rtol=1e-4)
+
+
 # --- the 2MNIST composite (common/datasets.py) -----------------------------------------------------------------
 def _idx_bytes(arr):
     arr = np.asarray(arr, dtype=np.uint8)
