@@ -2,9 +2,10 @@
 
     python -m common.plots results/ [--curves-only] [--exclude FOLDER]   # redraw every run folder's figures
 
-Training curves start at step 0, k-means on the pre-trained embedding (the run's
-``baseline_metrics.kmeans_on_pretrained_embedding``), and follow every logged phase in order, so the effect of
-the clustering stage is the distance from that first point. One colour per seed, the same in every panel and
+Training curves show k-means on the pre-trained embedding (the run's
+``baseline_metrics.kmeans_on_pretrained_embedding``) at the step where it was computed (the history's
+``kmeans_start_step``, default 0; R-DC's is the end of its phase 1) and follow every logged phase in order, so the
+effect of the clustering stage is the distance from that point. One colour per seed, the same in every panel and
 every figure (``seed_color``); y-axes are scaled to the data, not to [0, 1].
 """
 from pathlib import Path
@@ -63,32 +64,45 @@ STEP0 = "k-means on the pre-trained embedding"
 
 
 def training_curve(run):
-    """A run's evaluation logs as one curve over training steps (optimiser updates): step 0 is k-means on the
-    pre-trained embedding (``baseline_metrics``, or the log's own step-0 entry, as DEKM's), then every phase with
-    an evaluation log in the order the history lists them, each phase's steps offset by the phases before it.
+    """A run's evaluation logs as one curve over training steps (optimiser updates): every phase with an
+    evaluation log in the order the history lists them, each phase's steps offset by the phases before it, and
+    k-means on the pre-trained embedding (``baseline_metrics``) at the history's ``kmeans_start_step`` (default
+    0; at step 0 the log's own step-0 entry, as DEKM's, stands for it), before the first logged point after it.
 
-    Returns {"step", "acc", "nmi", "nonempty_clusters": lists (NaN where not logged), "loss_step", "loss": the
-    last phase's loss (the clustering objective; phases' losses are different functions), "marks": [(step,
-    label)] phase boundaries and DCSS's switch from u- to q-space similarities, "phase_ends": each phase's last
-    step}."""
+    Returns {"step", "acc", "nmi", "nonempty_clusters": lists (NaN where not logged), "start": the index of the
+    k-means start in them (None without one), "loss_step", "loss": the last phase's loss (the clustering
+    objective; phases' losses are different functions), "marks": [(step, label)] phase boundaries and DCSS's
+    switch from u- to q-space similarities, "phase_ends": each phase's last step}."""
     keys = ("acc", "nmi", "nonempty_clusters")
-    out = {"step": [], **{k: [] for k in keys}, "loss_step": [], "loss": [], "marks": [], "phase_ends": []}
+    out = {"step": [], **{k: [] for k in keys}, "start": None, "loss_step": [], "loss": [], "marks": [],
+           "phase_ends": []}
 
     def add(step, entry):
         out["step"].append(step)
         for k in keys:
             out[k].append(float(entry.get(k, np.nan)))
 
-    phases = [(name, h) for name, h in run.get("history", {}).items() if isinstance(h, dict) and h.get("eval")]
+    history = run.get("history", {})
+    phases = [(name, h) for name, h in history.items() if isinstance(h, dict) and h.get("eval")]
     first = phases[0][1]["eval"][0] if phases else {}
     base = run.get("baseline_metrics", {}).get("kmeans_on_pretrained_embedding")
-    if base and first.get("step") != 0:
-        add(0, base)
+    start = history.get("kmeans_start_step", 0) if isinstance(history, dict) else 0
+    pending = bool(base) and (start != 0 or first.get("step") != 0)
+    if not pending and start == 0 and first.get("step") == 0:
+        out["start"] = 0  # the log's own step-0 entry
+
+    def add_base():
+        out["start"] = len(out["step"])
+        add(start, base)
+
     offset = 0
     for i, (name, h) in enumerate(phases):
         if i:
             out["marks"].append((offset, f"{phases[i - 1][0]} → {name}"))
         for e in h["eval"]:
+            if pending and (offset >= start or offset + e["step"] > start):  # a phase from it on, or a later step
+                add_base()
+                pending = False
             add(offset + e["step"], e)
             if i == len(phases) - 1 and "loss" in e:
                 out["loss_step"].append(offset + e["step"])
@@ -98,6 +112,8 @@ def training_curve(run):
             out["marks"].append((offset + space.index("q") * per_epoch, "similarities from q (Eq. 5)"))
         offset += h["eval"][-1]["step"]
         out["phase_ends"].append(offset)
+    if pending:
+        add_base()
     return out
 
 
@@ -157,8 +173,9 @@ def curves_figure(runs, path=None, title=None):
             if not ok.any():
                 continue
             ax.plot(x[ok], y[ok], "-o", color=seed_color(r["seed"]), ms=3, lw=1.2)
-            if key != "loss" and len(x) and x[0] == 0 and ok[0]:
-                ax.plot([0], [y[0]], "s", mfc="white", mec=seed_color(r["seed"]), ms=7, mew=1.5)
+            i = c["start"]
+            if key != "loss" and i is not None and ok[i]:
+                ax.plot([x[i]], [y[i]], "s", mfc="white", mec=seed_color(r["seed"]), ms=7, mew=1.5)
             for step, what in c["marks"]:
                 marks.setdefault(what, set()).add(step)
         for i, (what, steps) in enumerate(sorted(marks.items())):
@@ -173,7 +190,9 @@ def curves_figure(runs, path=None, title=None):
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=seed_color(s), marker="o", ms=3, label=f"seed {s}")
                for s in sorted({r["seed"] for r in runs})]
-    handles.append(Line2D([], [], ls="", marker="s", mfc="white", mec="k", ms=7, label=f"step 0: {STEP0}"))
+    at_zero = all(c["start"] is None or c["step"][c["start"]] == 0 for _, c in curves)
+    handles.append(Line2D([], [], ls="", marker="s", mfc="white", mec="k", ms=7,
+                          label=f"step 0: {STEP0}" if at_zero else f"{STEP0}\n(where it was computed)"))
     for i, what in enumerate(sorted(marks)):
         handles.append(Line2D([], [], color="0.5", ls=(0, (4, 2)) if i == 0 else ":", label=what))
     if knots is not None:

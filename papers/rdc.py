@@ -17,9 +17,19 @@ Readings taken where the paper is ambiguous, silent or garbled (the spec's readi
     batch from U[0, 0.5]: ``eta_max=0.5``; ACAI uses a constant 0.2). x_phi, x and x_hat are constants in Eq. (2).
     Critic (silent; the code / ACAI): the encoder's MLP shape d-500-500-2000-10 with its 10 outputs averaged.
   - Algorithm 1 lines 2-10: iteration i = 1..T1, even i: one autoencoder step on Eq. (1), odd i: one critic step
-    on Eq. (2), each with its own Adam (``acai_schedule="alternate"``); the code and ACAI update both every
-    iteration (``"simultaneous"``: one Adam over both parameter sets, equivalent to two). The critic is trained
-    (the authors' file most likely freezes it; not reproduced). A new shuffled batch every iteration.
+    on Eq. (2), each with its own Adam (``acai_schedule="alternate"``), so the autoencoder gets T1/2 steps; the
+    code and ACAI update both every iteration (``"simultaneous"``: both networks step on every batch, from the
+    same phi and the same pre-step weights, with one Adam over both parameter sets, which is two Adams with one
+    step counter). The plain-autoencoder baseline at the same number of autoencoder steps as the alternating
+    schedule: ``autoencoder=plain, pretrain_iters=T1/2``. The critic is trained (the authors' file most likely
+    freezes it; not reproduced). A new shuffled batch every iteration.
+  - Options from ACAI / the authors' file, each a departure (the paper is silent or writes otherwise):
+    ``pixel_range="pm1"`` feeds and reconstructs images scaled to [-1, 1] (2 x - 1) in every phase, the range
+    ACAI's lambda_t = 0.5 was chosen for (on [0, 1] pixels the reconstruction term of Eq. 1 is 4x smaller; phase
+    2's pixel term L1 is 4x larger against L2 too); ``phi_fold`` folds phi to [0, 0.5] as ACAI does
+    (phi -> 0.5 - |phi - 0.5|, i.e. phi > 0.5 becomes 1 - phi: the reversed pair with 1 - phi is the same
+    interpolant); ``eta_fold`` folds eta the same way (the authors' file draws eta ~ U[0, 1] and folds it).
+    Both folds give the distributions of ``phi_max=0.5`` / ``eta_max=0.5`` with other draws.
   - Eq. (3): the M = 5 neighbours exclude the point itself *by index* (with the point included every r_i = 0 and
     nobody is ever core); duplicates are genuine neighbours at distance 0. The code's "5 including self" is
     ``n_neighbors=4``. Codes come from the unaugmented inputs (Algorithm 1 line 14).
@@ -47,6 +57,8 @@ Readings taken where the paper is ambiguous, silent or garbled (the spec's readi
     increase"): stop at the first full refresh t >= 1 with tau_t <= tau_{t-1} (``stop_rule="no_increase"``);
     Algorithm 1's literal "while tau != tau_prev" is ``"unchanged"``; ``"none"`` runs to the cap. Safety cap
     ``max_iters`` (the code's 100,000; the paper gives none), rounded up to whole refresh intervals.
+    ``tau_patience=k`` (a departure, label-free): "no_increase" stops only after k + 1 refreshes in a row whose
+    tau does not exceed the best tau so far (k = 0, the default, is the paper's rule above).
   - Final labels: k-means (K, n_init 20) on f(X) of the clean data, after the last phase (Algorithm 1 line 27).
   - Phase 3 (ablation only, §4.2.3, no settings given): DEC (Xie et al.) on the encoder, q with alpha = 1, target
     p = q^2 / f normalised over the whole data, recomputed every 140 iterations, KL(p || q), centres initialised by
@@ -64,6 +76,11 @@ Readings taken where the paper is ambiguous, silent or garbled (the spec's readi
     variance (Fig. 1's caption; the code: 99.99 % of standardised codes, minus one - ``lid_threshold``,
     ``lid_standardize``); both averaged over the predicted clusters (k-means on the current codes). Logged, never
     used in training.
+  - Health (label-free, ours; history["phase1"]["health"], and ["phase2"]["health"] when phase 2 runs): the
+    codes' participation ratio, top-2 principal-component share and median per-dimension std (common.health),
+    the reconstruction MSE of the clean data, and after phase 1 the critic's phi-regression error (mean over the
+    last logged chunk) against the best constant predictor's, the variance of phi under its sampling
+    distribution (``phi_variance``: 1/12 for U[0, 1], 1/48 folded).
 Values taken from the authors' code where the paper is silent: batch 256, VarianceScaling(1/3, fan_in, uniform)
 initialisers for the autoencoder and the critic, k-means n_init 20, the critic's shape. Alpha/beta from Table 2
 (FMNIST 0.6, 0.6), FMNIST's values for data sets the paper does not use (no tuning with labels).
@@ -76,10 +93,11 @@ ground-truth accuracy: not reproduced).
 Randomness, caching, resumption: batch order comes from NumPy generators keyed on (seed, phase, pass); phi, eta
 and augmentation from SeedGenerators inside the models, each phase with its own augmentation stream
 (``training.augmenter(seed, stream)``), so a cached phase 1 and a freshly trained one lead to the same phase 2.
-Finished phases 1 and 2 are cached under ``cache_dir`` (keyed by their settings, the data and the code's
-fingerprint) and reused by the ablation runs; with ``checkpoint_dir`` every phase checkpoints through
-common.checkpoint (phase 1, two models and two optimizers stepped by ``train_on_batch``, saves them itself;
-phases 2 and 3 use ``resumable_fit``) and an interrupted run resumes to the uninterrupted result.
+Finished phases 1 and 2 are cached under ``cache_dir`` (keyed by the settings that change their numbers, the data
+and the code's fingerprint; not by the logging intervals, which do not) and reused by the ablation runs; with
+``checkpoint_dir`` every phase checkpoints through common.checkpoint (phase 1, two models and two optimizers
+stepped by ``train_on_batch``, saves them itself; phases 2 and 3 use ``resumable_fit``) and an interrupted run
+resumes to the uninterrupted result.
 Cost (measured on the 2-core CPU under load, 70,000 10-D codes): the in-graph search of one step (256 x 70,000
 scores + top_k) is ~140 ms, i.e. of the order of the autoencoder step itself; the exact k-NN of a full refresh
 (scikit-learn, brute force) is ~30 s. ``refresh_every`` trades refresh cost against freshness of tau.
@@ -96,7 +114,7 @@ from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
-from common import checkpoint, metrics, results, training
+from common import checkpoint, health, metrics, results, training
 
 # ---------------------------------------------------------------------------------------------------------------
 # Paper-reported numbers: ACC, F1 macro, F1 micro in % (Tables 3, 4, 5), as fractions; R-DC reports no NMI.
@@ -322,6 +340,24 @@ def critic_loss(c_phi, phi, c_mix, parts=False):
     return (reg + real, reg, real) if parts else reg + real
 
 
+# ACAI's fold of a coefficient drawn on [0, 1] to [0, 0.5]: v -> 0.5 - |v - 0.5| (v > 0.5 becomes 1 - v).
+def fold(v):
+    return 0.5 - ops.abs(v - 0.5)
+
+
+def phi_variance(phi_max=1.0, folded=False):
+    """Variance of phi ~ U[0, phi_max], folded or not: the squared error of the best constant predictor of phi,
+    against which the critic's regression error in Eq. (2) is judged (1/12 for U[0, 1], 1/48 folded)."""
+    a = float(phi_max)
+    b = min(a, 0.5) if folded else a
+    m1, m2 = b ** 2 / 2.0, b ** 3 / 3.0                   # integrals of v, v^2 over [0, b] (before 1/a)
+    if folded and a > 0.5:                                # (0.5, a] maps to [1 - a, 0.5)
+        m1 += (0.25 - (1.0 - a) ** 2) / 2.0
+        m2 += (0.125 - (1.0 - a) ** 3) / 3.0
+    m1, m2 = m1 / a, m2 / a
+    return m2 - m1 * m1
+
+
 _ROLE_LOGS = {"ae": ("rec", "adv"), "critic": ("critic_phi", "critic_mix", "phi_var"),
               "both": ("rec", "adv", "critic_phi", "critic_mix", "phi_var"), "plain": ("rec",)}
 
@@ -342,8 +378,19 @@ class AcaiStep(keras.Model):
             raise ValueError(f"role must be ae, critic, both or plain, got {role!r}")
         self.encoder, self.decoder, self.critic, self.augment = encoder, decoder, critic, augment
         self.role, self.lambda_t, self.phi_max, self.eta_max = role, cfg.lambda_t, cfg.phi_max, cfg.eta_max
+        self.phi_fold, self.eta_fold = cfg.phi_fold, cfg.eta_fold
         self.noise = keras.random.SeedGenerator(seed)
         self.trackers = {k: keras.metrics.Mean(name=k) for k in ("rec", "adv", "critic_phi", "critic_mix", "phi_var")}
+
+    def draw_phi(self, b):
+        """phi (b,) ~ U[0, phi_max] per sample, folded to [0, 0.5] with ``phi_fold``."""
+        phi = keras.random.uniform((b,), 0.0, self.phi_max, seed=self.noise)
+        return fold(phi) if self.phi_fold else phi
+
+    def draw_eta(self):
+        """eta ~ U[0, eta_max], one per batch, folded to [0, 0.5] with ``eta_fold``."""
+        eta = keras.random.uniform((), 0.0, self.eta_max, seed=self.noise)
+        return fold(eta) if self.eta_fold else eta
 
     def call(self, x, training=False):
         x_in = self.augment(x, training=training) if self.augment is not None else x
@@ -359,7 +406,7 @@ class AcaiStep(keras.Model):
             rec = ops.mean(ops.square(_flat(x_in) - _flat(x_hat)))
             self.trackers["rec"].update_state(rec, sample_weight=w)
             return rec
-        phi = keras.random.uniform((b,), 0.0, self.phi_max, seed=self.noise)
+        phi = self.draw_phi(b)
         x_hat_phi = self.decoder(interpolate(z, phi), training=training)  # x_hat_phi = g(z_phi)
         total = 0.0
         if self.role in ("ae", "both"):                              # Eq. (1): critic weights constant
@@ -369,7 +416,7 @@ class AcaiStep(keras.Model):
             self.trackers["adv"].update_state(adv, sample_weight=w)
             total = total + loss
         if self.role in ("critic", "both"):                          # Eq. (2): autoencoder outputs constant
-            eta = keras.random.uniform((), 0.0, self.eta_max, seed=self.noise)
+            eta = self.draw_eta()
             c_phi = self.critic(ops.stop_gradient(x_hat_phi), training=training)
             c_mix = self.critic(ops.stop_gradient(mix_real(x_in, x_hat, eta)), training=training)
             loss, reg, real = critic_loss(c_phi, phi, c_mix, parts=True)
@@ -469,14 +516,20 @@ def tau(core):
     return float(np.mean(np.asarray(core, dtype=np.float64)))
 
 
-def should_stop(taus, rule="no_increase"):
+def should_stop(taus, rule="no_increase", patience=0):
     """The stopping rule after the latest full refresh, given tau at every refresh so far (tau_0 first):
     "no_increase" stops at the first t >= 1 with tau_t <= tau_{t-1} (§3.5); "unchanged" when tau_t == tau_{t-1}
-    (Algorithm 1 line 13); "none" never."""
+    (Algorithm 1 line 13); "none" never. ``patience`` k > 0 (a departure, "no_increase" only): stop once the
+    last k + 1 refreshes all failed to exceed the best tau before them (k = 0 is the rule above)."""
     if rule not in ("no_increase", "unchanged", "none"):
         raise ValueError(f"stop_rule must be no_increase, unchanged or none, got {rule!r}")
+    if patience and rule != "no_increase":
+        raise ValueError(f"tau_patience applies to stop_rule='no_increase' only, got {rule!r}")
     if rule == "none" or len(taus) < 2:
         return False
+    if patience:
+        best = int(np.argmax(taus))  # the first refresh that reached the best tau: the last increase
+        return len(taus) - 1 - best > patience
     return taus[-1] <= taus[-2] if rule == "no_increase" else taus[-1] == taus[-2]
 
 
@@ -643,6 +696,20 @@ def normalise_input(x, mode="unit"):
     raise ValueError(f"input_norm must be 'unit' or 'l2', got {mode!r}")
 
 
+def to_pixel_range(x, mode="01"):
+    """Pixel range: "01" leaves x as loaded ([0, 1] pixels); "pm1" gives 2 x - 1, ACAI's [-1, 1] range."""
+    if mode == "01":
+        return x
+    if mode == "pm1":
+        return (2.0 * np.asarray(x, np.float32) - 1.0).astype(np.float32)
+    raise ValueError(f"pixel_range must be '01' or 'pm1', got {mode!r}")
+
+
+def prepare_input(x, cfg):
+    """New data as ``fit`` feeds it to the networks (row normalisation, pixel range; not the Eq. 16-17 noise)."""
+    return to_pixel_range(normalise_input(x, cfg.input_norm), cfg.pixel_range)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class Config:
@@ -655,16 +722,20 @@ class Config:
     augment: bool = True            # §4.1.3: shift 0.1, rotation 10 degrees (also for AE+K-means and DEC)
     input_norm: str = "unit"        # §4.1.1 "row normalization": unit (pixel/255, authors' loader) | l2
     noise_sigma: float = None       # §4.2.5, Eqs. 16-17 (Fig. 20): None = off; else z-score + N(0, sigma^2)
+    pixel_range: str = "01"         # 01 (the authors' loader) | pm1 (ACAI's [-1, 1]: 2 x - 1, every phase)
     pretrain_iters: int = 10000     # T1 (§4.1.3); alternate: T1/2 autoencoder + T1/2 critic steps
     acai_schedule: str = "alternate"  # Algorithm 1 (alternate) | simultaneous (ACAI, the code)
     lambda_t: float = 0.5           # not given: ACAI's default, DynAE's driver
     phi_max: float = 1.0            # §3.1: phi in [0, 1] (ACAI: 0.5)
     eta_max: float = 1.0            # §3.1: eta in [0, 1] (code: 0.5)
+    phi_fold: bool = False          # ACAI: phi -> 0.5 - |phi - 0.5| (phi in [0, 0.5])
+    eta_fold: bool = False          # the authors' file: eta -> 0.5 - |eta - 0.5|
     n_neighbors: int = 5            # M (§4.1.3), the point itself excluded (code: 5 including itself = 4)
     alpha: float = None             # Table 2; None: the data set's value (FMNIST's for other data)
     beta: float = None              # Table 2; as alpha
     refresh_every: int = 0          # full refresh of the code bank (steps): 0 = one pass, 1 = paper-literal
     stop_rule: str = "no_increase"  # §3.5 | unchanged (Algorithm 1 literal) | none
+    tau_patience: int = 0           # no_increase: refreshes without a new best tau tolerated (0 = §3.5's rule)
     max_iters: int = 100000         # phase-2 cap (code's maxiter; the paper gives none)
     loss_form: str = "sum"          # sum (Eqs. 12-14 as written) | code (100 x pixel MSE + latent MSE)
     dec_learning_rate: float = 0.01  # phase 3 (ablation; DEC-keras defaults, the paper gives none)
@@ -681,6 +752,7 @@ class Config:
 
     def __post_init__(self):
         choices = {"phases": PHASES, "autoencoder": ("acai", "plain"), "input_norm": ("unit", "l2"),
+                   "pixel_range": ("01", "pm1"),
                    "acai_schedule": ("alternate", "simultaneous"), "stop_rule": ("no_increase", "unchanged", "none"),
                    "loss_form": ("sum", "code")}
         for key, allowed in choices.items():
@@ -696,6 +768,12 @@ class Config:
             raise ValueError("need 0 < phi_max <= 1 and 0 <= eta_max <= 1")
         if self.noise_sigma is not None and self.noise_sigma < 0:
             raise ValueError(f"noise_sigma must be >= 0 (or None), got {self.noise_sigma}")
+        if self.pixel_range == "pm1" and (self.input_norm != "unit" or self.noise_sigma is not None):
+            raise ValueError("pixel_range='pm1' rescales [0, 1] pixels: it needs input_norm='unit' and no noise_sigma")
+        if self.tau_patience < 0:
+            raise ValueError(f"tau_patience must be >= 0, got {self.tau_patience}")
+        if self.tau_patience and self.stop_rule != "no_increase":
+            raise ValueError(f"tau_patience applies to stop_rule='no_increase' only, got {self.stop_rule!r}")
         for key in ("batch_size", "log_every", "eval_every", "geometry_every", "dec_update_interval",
                     "embedding_dim"):
             if getattr(self, key) < 1:
@@ -712,18 +790,19 @@ class Config:
         return self
 
     def data_part(self):
-        return {k: getattr(self, k) for k in ("input_norm", "noise_sigma")}
+        return {k: getattr(self, k) for k in ("input_norm", "noise_sigma", "pixel_range")}
 
+    # Cache keys: every setting that changes a phase's numbers; not the logging intervals (log_every,
+    # geometry_every, eval_every), which only change how often the logs are written.
     def phase1_part(self):
-        keys = ("autoencoder", "embedding_dim", "batch_size", "learning_rate", "augment", "pretrain_iters",
-                "log_every", "geometry_every")
+        keys = ("autoencoder", "embedding_dim", "batch_size", "learning_rate", "augment", "pretrain_iters")
         if self.autoencoder == "acai":
-            keys += ("acai_schedule", "lambda_t", "phi_max", "eta_max")
+            keys += ("acai_schedule", "lambda_t", "phi_max", "eta_max", "phi_fold", "eta_fold")
         return {**self.data_part(), **{k: getattr(self, k) for k in keys}}
 
     def phase2_part(self):
         return {**self.phase1_part(), **{k: getattr(self, k) for k in (
-            "n_neighbors", "alpha", "beta", "refresh_every", "stop_rule", "max_iters", "loss_form", "eval_every",
+            "n_neighbors", "alpha", "beta", "refresh_every", "stop_rule", "tau_patience", "max_iters", "loss_form",
             "lid_threshold", "lid_standardize")}}
 
 
@@ -834,6 +913,7 @@ class RDC:
         self.checkpoint = None if checkpoint_dir is None else checkpoint.Checkpoint(checkpoint_dir)
         self.history = {}
         self.snapshots = None  # set to [] to keep {"phase", "step", "z"} at every logged point (figures)
+        self.phase1_models = {}  # phase 1's step models by role, when phase 1 was trained (not cached)
 
     # --- helpers outside the graph --------------------------------------------------------------------------
     def embed(self, x):
@@ -889,6 +969,7 @@ class RDC:
         x = normalise_input(x, cfg.input_norm)
         if cfg.noise_sigma is not None:
             x = robust_noise(x, cfg.noise_sigma, self.seed)                                   # Eqs. (16)-(17)
+        x = to_pixel_range(x, cfg.pixel_range)
         if not np.all(np.isfinite(x)) or len(x) <= max(cfg.n_neighbors, self.k):
             raise ValueError(f"x must hold more than max(n_neighbors, K) finite samples, got shape {np.shape(x)}")
         self.x, self.y, self.n = x, y, len(x)
@@ -898,17 +979,65 @@ class RDC:
             else None
         self._phase1()                                                                          # lines 2-10
         self.z_p1 = self.embed(x)
+        self.history["phase1"]["health"] = self._phase1_health(self.z_p1)
         self.centers, self.kmeans_labels = _kmeans(self.z_p1, self.k, cfg.kmeans_n_init, self.seed)  # P1
+        self.history["kmeans_start_step"] = int(cfg.pretrain_iters)  # figures: where the P1 k-means happened
         self.labels, self.extra_labels, self.core_mask_final = self.kmeans_labels, {}, None
         if "P2" in cfg.phases:
             self._phase2()                                                                      # lines 11-26
-            self.centers, self.labels = _kmeans(self.embed(x), self.k, cfg.kmeans_n_init, self.seed)  # line 27
+            z = self.embed(x)
+            self.history["phase2"]["health"] = self._phase2_health(z)
+            self.centers, self.labels = _kmeans(z, self.k, cfg.kmeans_n_init, self.seed)        # line 27
             if "P3" in cfg.phases:
                 self.extra_labels["P1&P2"] = self.labels
         if "P3" in cfg.phases:
             self._phase3()
         self.embedding = self.embed(x)
         return self
+
+    # --- label-free health figures ----------------------------------------------------------------------------
+    def reconstruction_mse(self, z, block=8192):
+        """Mean squared error of g(z) against the (clean) data, over every pixel and sample, in the units fed."""
+        total = 0.0
+        for i in range(0, self.n, block):
+            x_hat = self.decoder.predict(z[i:i + block], batch_size=1024, verbose=0)
+            total += float(np.sum(np.square(np.asarray(x_hat, np.float64) - self.x[i:i + block])))
+        return total / float(np.prod(self.x.shape))
+
+    def _health(self, z):
+        out = health.code_health(z)
+        out["rec_mse"] = self.reconstruction_mse(z)
+        if self.cfg.pixel_range == "pm1":
+            out["rec_mse_01"] = out["rec_mse"] / 4.0  # in [0, 1] pixel units, comparable with pixel_range=01
+        return out
+
+    def _phase1_health(self, z):
+        """Codes after phase 1; for ACAI also the critic's phi-regression error (mean over the last logged chunk)
+        against the best constant predictor's (the variance of phi), and their ratio (< 1: the critic learned)."""
+        cfg, h = self.cfg, self.history["phase1"]
+        out = self._health(z)
+        out["ae_steps"], out["critic_steps"] = h.get("ae_steps"), h.get("critic_steps")
+        if cfg.autoencoder == "acai":
+            last = h["chunks"][-1] if h.get("chunks") else {}
+            out["phi_var"] = phi_variance(cfg.phi_max, cfg.phi_fold)
+            for key in ("critic_phi", "critic_mix", "adv"):
+                out[key] = last.get(key)
+            out["phi_var_batch"] = last.get("phi_var")  # the batches' own phi variance, chunk mean
+            out["critic_phi_ratio"] = None if out["critic_phi"] is None else out["critic_phi"] / out["phi_var"]
+        if self.verbose:
+            print("[phase 1 health] " + _health_line(out), flush=True)
+        return out
+
+    def _phase2_health(self, z):
+        """Codes after phase 2 (before the final k-means), with tau and the beta filter at the last refresh."""
+        h = self.history["phase2"]
+        out = self._health(z)
+        last = h["refreshes"][-1]
+        out.update({"tau_first": h["tau"][0], "tau_last": h["tau"][-1], "refreshes": len(h["tau"]),
+                    "mean_reliable": last.get("mean_reliable"), "frac_all_reliable": last.get("frac_all_reliable")})
+        if self.verbose:
+            print("[phase 2 health] " + _health_line(out), flush=True)
+        return out
 
     def _augmenter(self, stream):
         return training.augmenter(0.1, 10.0, seed=self.seed, stream=stream) \
@@ -918,8 +1047,9 @@ class RDC:
         """Algorithm 1, lines 2-10 (or the plain autoencoder): T1 iterations in chunks of ``log_every``."""
         cfg, x = self.cfg, self.x
         code = training.code_fingerprint(build_autoencoder, build_critic, MeanOutput, AcaiStep, ae_loss,
-                                         critic_loss, interpolate, apply_frozen, mix_real, RDC._phase1,
-                                         batch_indices, training.augmenter, normalise_input, robust_noise)
+                                         critic_loss, interpolate, apply_frozen, mix_real, fold, RDC._phase1,
+                                         batch_indices, training.augmenter, normalise_input, robust_noise,
+                                         to_pixel_range)
         cache = self._cache("phase1", {**cfg.phase1_part(), "code": code})
         self.p1_key = None if cache is None else cache.name
         cached = self._load_cached(cache)
@@ -935,6 +1065,7 @@ class RDC:
         steps = {r: AcaiStep(self.encoder, self.decoder, self.critic, augment, r, cfg,
                              seed=training.derived_seed(self.seed, 1, 10 + i), name=f"acai_{r}")
                  for i, r in enumerate(roles)}
+        self.phase1_models = steps  # (inspection: their optimizers count each role's updates)
         for net in steps.values():  # one Adam per step model (Algorithm 1 line 5 and line 8)
             net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
             net(x[:2])
@@ -952,16 +1083,17 @@ class RDC:
         stream = batch_indices(self.n, cfg.batch_size, self.seed, 1, start * chunk)
         last_save = time.perf_counter()
         for c in range(start, n_chunks):
-            for net in steps.values():
-                net.reset_metrics()
+            means = {role: _Means() for role in steps}
             t0 = time.perf_counter()
             stop = min((c + 1) * chunk, cfg.pretrain_iters)
             with _quiet_missing_gradients():
                 for it in range(c * chunk, stop):
-                    steps[roles[it % len(roles)]].train_on_batch(x[next(stream)])
+                    idx = next(stream)
+                    role = roles[it % len(roles)]
+                    means[role].add(steps[role].train_on_batch(x[idx], return_dict=True), len(idx))
             entry = {"step": stop, "seconds": time.perf_counter() - t0, "iterations": stop - c * chunk}
-            for role, net in steps.items():
-                res = {k: float(v) for k, v in net.get_metrics_result().items()}
+            for role in steps:  # chunk means over the role's steps (weighted by batch size)
+                res = means[role].result()
                 entry[f"loss_{role}"] = res.get("loss")
                 entry.update({k: res[k] for k in _ROLE_LOGS[role] if k in res})
             hist["chunks"].append(entry)
@@ -978,6 +1110,9 @@ class RDC:
                       flush=True)
         hist["seconds"] = float(sum(e["seconds"] for e in hist["chunks"]))
         hist["iterations_per_second"] = cfg.pretrain_iters / hist["seconds"] if hist["seconds"] > 0 else None
+        per = {r: sum(1 for it in range(cfg.pretrain_iters) if roles[it % len(roles)] == r) for r in roles}
+        hist["ae_steps"] = sum(n for r, n in per.items() if r != "critic")   # autoencoder updates
+        hist["critic_steps"] = sum(n for r, n in per.items() if r in ("critic", "both"))
         if self.y is None:
             hist.pop("eval")
         self.history["phase1"] = hist
@@ -1009,9 +1144,15 @@ class RDC:
         entry["refresh_seconds"] = time.perf_counter() - t0
         h["refreshes"].append(entry)
         self.core_mask_final = core
-        if should_stop(h["tau"], cfg.stop_rule):
+        if self.verbose:
+            rel = "-" if entry["mean_reliable"] is None else f"{entry['mean_reliable']:.3f}"
+            print(f"[phase 2] refresh {t} (step {int(step)}): tau {entry['tau']:.4f}  core {entry['n_core']}  "
+                  f"mean reliable {rel}  median d1 {entry['median_d1']:.4g}  dM {entry['median_dM']:.4g}", flush=True)
+        if should_stop(h["tau"], cfg.stop_rule, cfg.tau_patience):
             h["stop"] = {"refresh": t, "step": int(step), "rule": cfg.stop_rule, "tau": h["tau"][-1],
                          "reason": "stop rule"}
+            if cfg.tau_patience:
+                h["stop"]["patience"] = cfg.tau_patience
             return True
         return False
 
@@ -1106,6 +1247,28 @@ class RDC:
             h["stop"] = {"step": int(step), "reason": "dec_tol", "changed": changed}
             return True
         return False
+
+
+def _health_line(h):
+    keys = ("participation_ratio", "top2_share", "median_std", "rec_mse", "rec_mse_01", "critic_phi", "phi_var",
+            "critic_phi_ratio", "ae_steps", "tau_first", "tau_last", "mean_reliable")
+    return "  ".join(f"{k} {h[k]:.4g}" for k in keys if isinstance(h.get(k), (int, float)))
+
+
+class _Means:
+    """Sample-weighted means of the logs returned by train_on_batch over a chunk (Keras resets a model's metrics
+    at every train_on_batch call, so its metric results describe the last batch only)."""
+
+    def __init__(self):
+        self.sums, self.weight = {}, 0.0
+
+    def add(self, logs, weight):
+        for k, v in logs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v) * weight
+        self.weight += weight
+
+    def result(self):
+        return {k: v / self.weight for k, v in self.sums.items()} if self.weight else {}
 
 
 class _quiet_missing_gradients:

@@ -415,6 +415,10 @@ def test_training_never_reads_labels(reference):
     assert {"acc", "f1_macro", "purity_all", "purity_reliable", "id_true"} <= set(h["phase2"]["eval"][0])
     assert {"tau", "n_core", "id", "lid", "median_d1"} <= set(h["phase2"]["refreshes"][0])
     assert h["phase1"]["roles"] == ["critic", "ae"] and h["phase1"]["chunks"][-1]["critic_phi"] > 0
+    for phase in ("phase1", "phase2"):  # health figures: logged, label-free
+        assert without.history[phase]["health"] == h[phase]["health"]
+    assert {"participation_ratio", "top2_share", "median_std", "rec_mse"} <= set(h["phase2"]["health"])
+    assert h["kmeans_start_step"] == 6  # the P1 k-means ran after the 6 phase-1 iterations
     from common import metrics
     y = _blobs()[1]
     assert metrics.acc(y, reference.kmeans_labels) >= 0.95 and metrics.acc(y, reference.extra_labels["P1&P2"]) >= 0.95
@@ -452,3 +456,225 @@ def test_interrupted_in_every_phase_gives_the_uninterrupted_result(reference, tm
     phase1 = json.loads(next(tmp_path.glob("rdc_phase1_*.json")).read_text())
     assert phase2["resumed_at"] == [2] and phase1["resumed_at"] == [1]
     _same_result(out, reference)
+
+
+# --- Readings offered as options (issue 25): each changes exactly what it says; defaults unchanged --------------------
+def test_fold_and_phi_variance_by_hand():
+    np.testing.assert_allclose(_np(rdc.fold(np.array([0.0, 0.2, 0.5, 0.7, 1.0], "float32"))), [0, 0.2, 0.5, 0.3, 0],
+                               atol=1e-7)
+    assert rdc.phi_variance(1.0) == pytest.approx(1 / 12) and rdc.phi_variance(1.0, True) == pytest.approx(1 / 48)
+    assert rdc.phi_variance(0.5) == pytest.approx(1 / 48) and rdc.phi_variance(0.5, True) == pytest.approx(1 / 48)
+    v = (np.arange(400000) + 0.5) / 400000 * 0.75          # midpoint grid of U[0, 0.75], then folded
+    assert rdc.phi_variance(0.75, True) == pytest.approx((0.5 - np.abs(v - 0.5)).var(), rel=1e-6)
+    assert rdc.phi_variance(0.75) == pytest.approx(0.75 ** 2 / 12)
+
+
+def _draws(n=6, **kw):
+    """phi (n x 32) and eta (n) drawn alternately, as a "both" step draws them, from one seed."""
+    enc, dec, critic = _tiny_ae()
+    net = rdc.AcaiStep(enc, dec, critic, None, "both", rdc.Config(**kw), seed=7)
+    pairs = [(_np(net.draw_phi(32)), float(_np(net.draw_eta()))) for _ in range(n)]
+    return np.concatenate([p for p, _ in pairs]), np.array([e for _, e in pairs])
+
+
+def test_phi_fold_and_eta_fold_fold_exactly_their_own_coefficient():
+    phi, eta = _draws()
+    assert (phi > 0.5).any() and (phi < 0.5).any() and (eta > 0.5).any() and (eta < 0.5).any()
+    phi_f, eta_f = _draws(phi_fold=True)
+    np.testing.assert_allclose(phi_f, np.where(phi > 0.5, 1 - phi, phi), atol=1e-7)   # phi > .5 -> 1 - phi
+    np.testing.assert_array_equal(eta_f, eta)
+    phi_e, eta_e = _draws(eta_fold=True)
+    np.testing.assert_array_equal(phi_e, phi)
+    np.testing.assert_allclose(eta_e, np.where(eta > 0.5, 1 - eta, eta), atol=1e-7)
+
+
+def test_phi_fold_reaches_the_critic_step():
+    """The critic's step regresses the folded phi: the batch variance of its phi is ~1/48, not ~1/12."""
+    enc, dec, critic = _tiny_ae()
+    x = RNG.uniform(size=(256, 4, 5, 1)).astype("float32")
+    for fold, target in ((False, 1 / 12), (True, 1 / 48)):
+        net = rdc.AcaiStep(enc, dec, critic, None, "critic", rdc.Config(phi_fold=fold), seed=2)
+        net.compile(optimizer=keras.optimizers.Adam(1e-3))
+        with rdc._quiet_missing_gradients():
+            logs = net.train_on_batch(x, return_dict=True)
+        assert float(logs["phi_var"]) == pytest.approx(target, rel=0.2)
+
+
+def test_lambda_t_weights_the_adversarial_term_of_the_autoencoder_step():
+    enc, dec, critic = _tiny_ae()
+    x = RNG.uniform(size=(32, 4, 5, 1)).astype("float32")
+    for lam in (0.5, 0.125):
+        net = rdc.AcaiStep(enc, dec, critic, None, "ae", rdc.Config(lambda_t=lam), seed=3)
+        net.compile(optimizer=keras.optimizers.Adam(1e-3))
+        with rdc._quiet_missing_gradients():
+            logs = {k: float(v) for k, v in net.train_on_batch(x, return_dict=True).items()}
+        assert logs["adv"] > 0 and logs["loss"] == pytest.approx(logs["rec"] + lam * logs["adv"], rel=1e-5)
+
+
+def test_simultaneous_step_moves_both_networks_on_one_batch():
+    enc, dec, critic = _tiny_ae()
+    net = rdc.AcaiStep(enc, dec, critic, None, "both", rdc.Config(acai_schedule="simultaneous"), seed=4)
+    net.compile(optimizer=keras.optimizers.Adam(1e-2))
+    ae0, c0 = _weights(enc, dec), _weights(critic)
+    net.train_on_batch(RNG.uniform(size=(16, 4, 5, 1)).astype("float32"))
+    assert not _same(_weights(enc, dec), ae0) and not _same(_weights(critic), c0)
+    assert int(_np(net.optimizer.iterations)) == 1
+
+
+def test_pixel_range_and_validation():
+    x = np.array([0.0, 0.25, 1.0], "float32")
+    assert rdc.to_pixel_range(x, "01") is x
+    np.testing.assert_array_equal(rdc.to_pixel_range(x, "pm1"), [-1.0, -0.5, 1.0])
+    for bad in ({"pixel_range": "255"}, {"pixel_range": "pm1", "input_norm": "l2"},
+                {"pixel_range": "pm1", "noise_sigma": 0.1}, {"tau_patience": -1},
+                {"tau_patience": 2, "stop_rule": "unchanged"}):
+        with pytest.raises(ValueError):
+            rdc.Config(**bad)
+    with pytest.raises(ValueError):
+        rdc.should_stop([0.5, 0.4], "none", patience=1)
+
+
+TAUS = [0.40, 0.50, 0.48, 0.49, 0.51, 0.50, 0.50, 0.45]
+
+
+def _first_stop(taus, **kw):
+    return next((t - 1 for t in range(1, len(taus) + 1) if rdc.should_stop(taus[:t], **kw)), None)
+
+
+@pytest.mark.parametrize("patience,refresh", [(0, 2), (1, 3), (2, 7), (3, None)])
+def test_tau_patience_counts_refreshes_without_a_new_best(patience, refresh):
+    """Best so far: 0.50 at refresh 1, 0.51 at refresh 4. k = 1 stops at 3 (0.48, 0.49 both below 0.50; a
+    'below the previous tau' count would have restarted at 0.49 > 0.48); k = 2 at 7 (0.50, 0.50, 0.45)."""
+    assert _first_stop(TAUS, rule="no_increase", patience=patience) == refresh
+    assert _first_stop(TAUS, rule="no_increase") == 2
+
+
+def test_cache_keys_leave_out_logging_intervals_only():
+    base = rdc.Config().resolve("fmnist")
+    logs = rdc.Config(log_every=7, geometry_every=3, eval_every=2).resolve("fmnist")
+    assert logs.phase1_part() == base.phase1_part() and logs.phase2_part() == base.phase2_part()
+    for kw in ({"lambda_t": 0.125}, {"phi_fold": True}, {"eta_fold": True}, {"pixel_range": "pm1"},
+               {"acai_schedule": "simultaneous"}, {"pretrain_iters": 5}):
+        assert rdc.Config(**kw).resolve("fmnist").phase1_part() != base.phase1_part(), kw
+    patient = rdc.Config(tau_patience=2).resolve("fmnist")
+    assert patient.phase1_part() == base.phase1_part() and patient.phase2_part() != base.phase2_part()
+
+
+def _p1_fit(**kw):
+    x, _ = _blobs()
+    cfg = rdc.Config(**{**dict(phases="P1", pretrain_iters=4, log_every=2, batch_size=32, kmeans_n_init=1), **kw})
+    return rdc.RDC(3, cfg, seed=1, verbose=0, hidden=(16,)).fit(x)
+
+
+@pytest.fixture(scope="module")
+def p1_alternate():
+    return _p1_fit()
+
+
+def test_schedules_count_autoencoder_and_critic_updates(p1_alternate):
+    """alternate: T1/2 updates each; simultaneous: T1 of both; the plain baseline with T1/2 iterations has as
+    many autoencoder updates as the alternating ACAI."""
+    count = lambda m: {r: int(_np(net.optimizer.iterations)) for r, net in m.phase1_models.items()}  # noqa: E731
+    assert count(p1_alternate) == {"critic": 2, "ae": 2}
+    h = p1_alternate.history["phase1"]
+    assert (h["ae_steps"], h["critic_steps"]) == (2, 2) and h["health"]["ae_steps"] == 2
+    sim = _p1_fit(acai_schedule="simultaneous")
+    assert count(sim) == {"both": 4}
+    assert (sim.history["phase1"]["ae_steps"], sim.history["phase1"]["critic_steps"]) == (4, 4)
+    plain = _p1_fit(autoencoder="plain", pretrain_iters=2)
+    assert count(plain) == {"plain": 2} == {"plain": count(p1_alternate)["ae"]}
+    assert plain.history["phase1"]["ae_steps"] == 2 and "critic_phi" not in plain.history["phase1"]["health"]
+
+
+def test_log_interval_does_not_change_phase1(p1_alternate):
+    """Why log_every may stay out of the cache key: the same weights with another chunking of the logs."""
+    other = _p1_fit(log_every=4)
+    for u, v in zip(p1_alternate.encoder.weights + p1_alternate.decoder.weights, other.encoder.weights
+                    + other.decoder.weights):
+        np.testing.assert_array_equal(_np(u), _np(v))
+    assert len(p1_alternate.history["phase1"]["chunks"]) == 2 and len(other.history["phase1"]["chunks"]) == 1
+
+
+def test_phase1_health_by_recomputation(p1_alternate):
+    from common import health
+
+    m = p1_alternate
+    h = m.history["phase1"]["health"]
+    for key, fn in (("participation_ratio", health.participation_ratio), ("top2_share", health.top_k_share),
+                    ("median_std", health.median_std)):
+        assert h[key] == pytest.approx(fn(m.z_p1), rel=1e-9)
+    x_hat = _np(m.decoder(m.z_p1)).astype(np.float64)
+    assert h["rec_mse"] == pytest.approx(np.mean((x_hat - m.x) ** 2), rel=1e-5)
+    last = m.history["phase1"]["chunks"][-1]
+    assert h["critic_phi"] == last["critic_phi"] and h["phi_var"] == pytest.approx(1 / 12)
+    assert h["critic_phi_ratio"] == pytest.approx(last["critic_phi"] * 12)
+    assert m.history["kmeans_start_step"] == 4 and "phase2" not in m.history
+
+
+def test_pixel_range_pm1_trains_on_2x_minus_1():
+    x, _ = _blobs()
+    m = _p1_fit(pixel_range="pm1", pretrain_iters=2)
+    np.testing.assert_array_equal(m.x, 2.0 * x - 1.0)
+    h = m.history["phase1"]["health"]
+    assert h["rec_mse_01"] == pytest.approx(h["rec_mse"] / 4)
+    x_hat = _np(m.decoder(m.z_p1)).astype(np.float64)
+    assert h["rec_mse"] == pytest.approx(np.mean((x_hat - (2.0 * x - 1.0)) ** 2), rel=1e-5)
+
+
+def test_phase1_chunk_logs_are_means_over_the_chunk(monkeypatch):
+    """Keras resets a model's metrics at every train_on_batch: the chunk entry must average every step of the
+    chunk (weighted by batch size), not report the last one."""
+    seen = []
+    original = rdc.AcaiStep.train_on_batch
+
+    def spy(self, x, *args, **kwargs):
+        logs = original(self, x, *args, **kwargs)
+        seen.append((self.role, len(x), {k: float(v) for k, v in logs.items()}))
+        return logs
+
+    monkeypatch.setattr(rdc.AcaiStep, "train_on_batch", spy)
+    m = _p1_fit(pretrain_iters=6, log_every=6, batch_size=40)  # 96 samples: batches of 40, 40, 16
+    entry = m.history["phase1"]["chunks"][0]
+    for role, key in (("ae", "rec"), ("ae", "adv"), ("critic", "critic_phi"), ("critic", "phi_var")):
+        steps = [(n, logs[key]) for r, n, logs in seen if r == role]
+        mean = sum(n * v for n, v in steps) / sum(n for n, _ in steps)
+        assert entry[key] == pytest.approx(mean, rel=1e-6)
+        assert abs(mean - steps[-1][1]) > 1e-6 * abs(mean)  # the test can tell a mean from the last step
+
+
+def test_tau_patience_in_a_run(monkeypatch):
+    """Phase 2 stops at the refresh should_stop names for the scripted tau sequence (k = 1: refresh 3, one pass of
+    3 steps per refresh; the default rule would stop at refresh 2)."""
+    taus = iter(TAUS)
+    monkeypatch.setattr(rdc, "tau", lambda core: next(taus))
+    m = _p1_fit(phases="P1P2", pretrain_iters=2, max_iters=30, tau_patience=1, eval_every=100, geometry_every=100)
+    h = m.history["phase2"]
+    assert h["tau"] == TAUS[:4] and h["stop"]["refresh"] == 3 and h["stop"]["step"] == 9
+    assert h["stop"]["patience"] == 1 and h["health"]["tau_last"] == TAUS[3] and h["health"]["refreshes"] == 4
+
+
+def test_curve_draws_the_kmeans_start_where_it_happened():
+    from common import plots
+
+    run = {"seed": 0, "baseline_metrics": {"kmeans_on_pretrained_embedding": {"acc": 0.44, "nmi": 0.4}},
+           "history": {"kmeans_start_step": 6000,
+                       "phase1": {"eval": [{"step": 3000, "acc": 0.30}, {"step": 6000, "acc": 0.35}]},
+                       "phase2": {"eval": [{"step": 0, "acc": 0.36}, {"step": 274, "acc": 0.40}]}}}
+    c = plots.training_curve(run)
+    assert c["step"] == [3000, 6000, 6000, 6000, 6274] and c["acc"] == [0.30, 0.35, 0.44, 0.36, 0.40]
+    assert c["start"] == 2
+    fig = plots.curves_figure([run])
+    squares = [ln for ln in fig.axes[0].lines if ln.get_marker() == "s"]
+    assert [list(ln.get_xdata()) for ln in squares] == [[6000]]
+    del run["history"]["kmeans_start_step"]  # older result files: at step 0, as before
+    c = plots.training_curve(run)
+    assert c["step"][:2] == [0, 3000] and c["acc"][0] == 0.44 and c["start"] == 0
+
+
+def test_prepare_input_is_what_fit_feeds():
+    x, _ = _blobs()
+    for kw in ({}, {"pixel_range": "pm1"}, {"input_norm": "l2"}):
+        cfg = rdc.Config(**kw)
+        x_fed = rdc.to_pixel_range(rdc.normalise_input(x, cfg.input_norm), cfg.pixel_range)
+        np.testing.assert_array_equal(rdc.prepare_input(x, cfg), x_fed)
+    np.testing.assert_array_equal(rdc.prepare_input(x, rdc.Config(pixel_range="pm1")), 2 * x - 1)
