@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# ./reproduce.sh <paper> <dataset|all> [--profile smoke|quick|paper] [--seeds 0,1,2] [--out results] [--set k=v]
+# ./reproduce.sh <paper> <dataset|all> [--profile paper|quick|smoke] [--seeds 0 1 2] [--out results] [--set k=v]
+# ./reproduce.sh <paper> --data FILE [--clusters K]
 # ./reproduce.sh list
+# Default: the paper profile (REPRO_PROFILE overrides it), seed 0. ./reproduce.sh --help: every option and its default.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 py=python3

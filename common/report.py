@@ -47,9 +47,9 @@ def metric_keys(module):
 @functools.lru_cache(maxsize=None)
 def code_version(paper):
     """Today's fingerprint of the code behind ``paper``'s results (common.cli.code_version)."""
-    from common import cli
+    from common import registry
 
-    return cli.code_version(importlib.import_module(f"papers.{paper}"))
+    return registry.code_version(importlib.import_module(f"papers.{paper}"))
 
 
 def provenance_issue(run):
