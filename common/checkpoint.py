@@ -85,11 +85,13 @@ class Checkpoint:
 
 class _Saver(keras.callbacks.Callback):
     """Records each epoch's logs and wall time, saves a checkpoint every ``every_seconds`` (and at the last epoch
-    or when another callback stops training), and prints '[phase] epoch i/N elapsed, left ~' (every 30 s at most)."""
+    or when another callback stops training), and prints '[phase] epoch i/N elapsed, left ~' (every 30 s at most;
+    '[phase] iteration i/N' when an epoch is a chunk of ``per_epoch`` iterations: ``unit``)."""
 
-    def __init__(self, checkpoint, phase, epochs, get_state, state, every_seconds, verbose):
+    def __init__(self, checkpoint, phase, epochs, get_state, state, every_seconds, verbose, unit="epoch", per_epoch=1):
         super().__init__()
         self.checkpoint, self.phase, self.epochs, self.get_state = checkpoint, phase, epochs, get_state
+        self.unit, self.per_epoch = unit, per_epoch
         self.logs = state.get("logs", [])
         self.durations = state.get("epoch_seconds", [])
         self.resumes = state.get("resumes", [])
@@ -111,8 +113,8 @@ class _Saver(keras.callbacks.Callback):
             self._last_print = time.perf_counter()
             elapsed = sum(self.durations)
             left = (self.epochs - done) * float(np.median(self.durations[-20:]))
-            print(f"[{self.phase}] epoch {done}/{self.epochs}  elapsed {_hms(elapsed)}  left ~{_hms(left)}",
-                  flush=True)
+            print(f"[{self.phase}] {self.unit} {done * self.per_epoch}/{self.epochs * self.per_epoch}  "
+                  f"elapsed {_hms(elapsed)}  left ~{_hms(left)}", flush=True)
 
     def state(self, finished=False):
         return {"logs": self.logs, "epoch_seconds": self.durations, "resumes": self.resumes,
@@ -125,7 +127,7 @@ def _hms(seconds):
 
 
 def resumable_fit(model, batches, *, phase, epochs, steps_per_epoch, checkpoint=None, callbacks=(),
-                  get_state=None, set_state=None, every_seconds=None, verbose=1):
+                  get_state=None, set_state=None, every_seconds=None, verbose=1, unit="epoch", units_per_epoch=None):
     """``model.fit`` (compiled) over ``epochs`` epochs of ``steps_per_epoch`` steps, resumed from ``checkpoint``.
 
     ``batches(start_epoch)`` returns the batch stream from that epoch on. ``get_state()`` returns the JSON-able
@@ -133,7 +135,11 @@ def resumable_fit(model, batches, *, phase, epochs, steps_per_epoch, checkpoint=
     restores it before training resumes. Checkpoints are written every ``every_seconds`` (default
     SAVE_EVERY_SECONDS) and after the last epoch. Returns a dict: ``logs`` (one dict of metrics per epoch, all epochs),
     ``epoch_seconds``, ``resumes`` (the epochs this phase was resumed at) and ``stopped_early``.
+    ``unit`` names what the progress lines count (they only): 'epoch' (default: 'epoch i/N'), or e.g. 'iteration'
+    when an epoch here is a chunk of iterations: 'iteration i*u/N*u', u = ``units_per_epoch`` (default
+    ``steps_per_epoch``).
     """
+    per_epoch = 1 if unit == "epoch" else (units_per_epoch or steps_per_epoch)
     start, saved = (0, None) if checkpoint is None else checkpoint.load(phase, model)
     state = dict(saved or {})
     if saved is not None:
@@ -142,9 +148,10 @@ def resumable_fit(model, batches, *, phase, epochs, steps_per_epoch, checkpoint=
         if start < epochs and not saved.get("stopped_early"):
             state["resumes"] = state.get("resumes", []) + [start]
             if verbose:
-                print(f"[{phase}] resumed from {checkpoint.folder} at epoch {start}/{epochs}", flush=True)
+                print(f"[{phase}] resumed from {checkpoint.folder} at {unit} {start * per_epoch}/{epochs * per_epoch}",
+                      flush=True)
     every = SAVE_EVERY_SECONDS if every_seconds is None else every_seconds
-    saver = _Saver(checkpoint, phase, epochs, get_state, state, every, verbose)
+    saver = _Saver(checkpoint, phase, epochs, get_state, state, every, verbose, unit, per_epoch)
     if start < epochs and not state.get("stopped_early"):
         model.fit(batches(start), steps_per_epoch=steps_per_epoch, initial_epoch=start, epochs=epochs,
                   shuffle=False, verbose=0, callbacks=list(callbacks) + [saver])
