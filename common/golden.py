@@ -64,17 +64,28 @@ def _sha(a):
     return hashlib.sha1(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).hexdigest()[:16]
 
 
+def _is_loss(key):
+    return "loss" in str(key).lower()
+
+
 def loss_curves(history, prefix=""):
-    """{dotted path: [floats]} of every list of numbers under a key containing 'loss' in a (nested) history."""
+    """{dotted path: [floats]} of every loss curve in a (nested) history: a list of numbers under a key containing
+    'loss', and, in a list of per-epoch dicts (``logs: [{"loss": ...}, ...]``), each such key over the list
+    (path ``<list>[].<key>``)."""
     out = {}
-    if isinstance(history, dict):
-        for key, value in history.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, (dict, list)) and not (isinstance(value, list) and "loss" in str(key).lower()):
-                out.update(loss_curves(value, path) if isinstance(value, dict) else {})
-            elif "loss" in str(key).lower() and isinstance(value, list) and value \
-                    and all(isinstance(v, (int, float)) for v in value):
+    if not isinstance(history, dict):
+        return out
+    for key, value in history.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(loss_curves(value, path))
+        elif isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
+            if _is_loss(key):
                 out[path] = [float(v) for v in value]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            keys = sorted({k for v in value for k, x in v.items() if _is_loss(k) and isinstance(x, (int, float))})
+            for k in keys:
+                out[f"{path}[].{k}"] = [float(v[k]) for v in value if isinstance(v.get(k), (int, float))]
     return out
 
 

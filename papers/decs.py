@@ -271,7 +271,7 @@ class DECS:
         epochs = cfg.cluster_iters // chunk if chunk else 0
         logger = training.EvalLogger(self.predict, x, y, chunk) if y is not None else None
         fit = checkpoint.resumable_fit(
-            self.net, lambda e: training.fixed_order_batches(x, cfg.batch_size, e * chunk), phase="cluster",
+            self.net, lambda e: training.fixed_order_batches(x, cfg.batch_size, e * chunk), phase="cluster", unit="iteration",
             epochs=epochs, steps_per_epoch=chunk, checkpoint=self.checkpoint, callbacks=[logger] if logger else [],
             get_state=lambda: {"eval": logger.log} if logger else {},
             set_state=lambda s: logger.log.extend(s.get("eval", [])) if logger else None, verbose=self.verbose)

@@ -353,7 +353,7 @@ class DEKM:
         epochs = 0 if converged else cfg.max_iters // cfg.update_interval
         fit = checkpoint.resumable_fit(
             self.net, lambda e: _batches(x, order, batch, e * steps), phase="cluster", epochs=epochs,
-            steps_per_epoch=steps, checkpoint=self.checkpoint, callbacks=[_Alternation(self)],
+            unit="iteration", units_per_epoch=cfg.update_interval, steps_per_epoch=steps, checkpoint=self.checkpoint, callbacks=[_Alternation(self)],
             get_state=self._state, set_state=self._set_state, verbose=self.verbose)
         tail = time.perf_counter() - self._last_update_end if self.log[1:] else 0.0
         iters = len(fit["epoch_seconds"]) * cfg.update_interval

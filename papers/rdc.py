@@ -1176,7 +1176,7 @@ class RDC:
         self.p2 = {"tau": [], "refreshes": [], "eval": [], "chunks": [], "steps_per_refresh": chunk,
                    "alpha": cfg.alpha, "beta": cfg.beta}
         fit = checkpoint.resumable_fit(
-            self.net, lambda e: _batches_with_index(x, cfg.batch_size, self.seed, 2, e * chunk), phase="phase2",
+            self.net, lambda e: _batches_with_index(x, cfg.batch_size, self.seed, 2, e * chunk), phase="phase2", unit="iteration",
             epochs=n_chunks, steps_per_epoch=chunk, checkpoint=self.checkpoint,
             callbacks=[_Chunks(self, "phase2", chunk)], get_state=lambda: self.p2,
             set_state=lambda s: self.p2.update(s), verbose=self.verbose)
@@ -1209,7 +1209,7 @@ class RDC:
         n_chunks = -(-cfg.dec_max_iters // chunk)
         self.p3 = {"refreshes": [], "eval": [], "chunks": [], "update_interval": chunk}
         fit = checkpoint.resumable_fit(
-            self.dec, lambda e: _batches_with_index(x, cfg.batch_size, self.seed, 3, e * chunk), phase="phase3",
+            self.dec, lambda e: _batches_with_index(x, cfg.batch_size, self.seed, 3, e * chunk), phase="phase3", unit="iteration",
             epochs=n_chunks, steps_per_epoch=chunk, checkpoint=self.checkpoint,
             callbacks=[_Chunks(self, "phase3", chunk)], get_state=lambda: self.p3,
             set_state=lambda s: self.p3.update(s), verbose=self.verbose)

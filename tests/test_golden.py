@@ -59,8 +59,11 @@ def test_compare_identical_tolerance_and_changed():
 
 def test_loss_curves_collects_nested_losses_only():
     history = {"pretrain": {"loss": [1.0, 0.5], "seconds": 3.0, "epoch_seconds": [1.0, 2.0]},
-               "cluster": {"loss": [0.2], "eval": [{"acc": 0.5}]}, "critic_loss": [0.1, 0.05], "tau": [0.9]}
+               "cluster": {"loss": [0.2], "eval": [{"acc": 0.5, "loss": 0.3}, {"acc": 0.6, "loss": 0.25}]},
+               "phase1": {"logs": [{"loss_ae": 2.0, "rec": 1.0}, {"loss_ae": 1.5, "rec": 0.9}]},
+               "critic_loss": [0.1, 0.05], "tau": [0.9]}
     assert golden.loss_curves(history) == {"pretrain.loss": [1.0, 0.5], "cluster.loss": [0.2],
+                                           "cluster.eval[].loss": [0.3, 0.25], "phase1.logs[].loss_ae": [2.0, 1.5],
                                            "critic_loss": [0.1, 0.05]}
 
 
