@@ -2,7 +2,9 @@
 
     KERAS_BACKEND=tensorflow python benchmarks/decs_speed.py [--epochs 4] [--iters 600]
 
-Not a test: it prints one table. The first epoch / chunk (graph compilation) is excluded.
+Not a test: it prints one table. The first epoch / chunk (graph compilation) is excluded. It also measures this
+machine's conv rate (benchmarks/machine_rate.py) in the same run and prints the share of it each phase achieves
+(convolution FLOPs, forward + both backward passes, over the measured time).
 """
 import argparse
 import json
@@ -11,11 +13,29 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
+import machine_rate  # noqa: E402
 from common import datasets, setup, training  # noqa: E402
 from papers import decs  # noqa: E402
+
+
+def conv_flops_per_sample(model, x):
+    """Convolution FLOPs per sample, forward + both backward passes (3x forward): {"encoder", "autoencoder"}."""
+    from profile_step import conv_flops, layer_groups, layer_inputs
+
+    out = {}
+    z = model.encoder(x)
+    total = 0.0
+    for name, net, inp in (("encoder", model.encoder, x), ("decoder", model.decoder, z)):
+        ins = layer_inputs(net, inp)
+        groups = layer_groups(net)
+        total += sum(3 * conv_flops(g, tuple(ins[g].shape)) / len(x) for g in groups["conv"] + groups["conv_transpose"])
+        out.setdefault("encoder", total)
+    out["autoencoder"] = total
+    return out
 
 
 def main():
@@ -24,7 +44,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--iters", type=int, default=600)
     ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--no-rate", action="store_true", help="skip measuring this machine's conv rate")
     args = ap.parse_args()
+    rate = None if args.no_rate else machine_rate.measure()
     data = datasets.load(args.dataset)
     setup.seed_everything(0)
     cfg = decs.Config(ae_epochs=args.epochs, cluster_iters=args.iters, log_every=args.iters // 3)
@@ -35,13 +57,21 @@ def main():
     ch = model.history["cluster"]["chunk_seconds"][1:]
     per_epoch = float(np.median(ep))
     per_iter = float(np.median(ch)) / model.history["cluster"]["steps_per_chunk"]
-    out = {"env": setup.environment(), "dataset": args.dataset, "n": len(data), "batch_size": cfg.batch_size,
+    flops = conv_flops_per_sample(model, data.x[:2])
+    out = {"env": setup.environment(), "machine_rate": rate, "conv_flop_per_sample": flops, "dataset": args.dataset, "n": len(data), "batch_size": cfg.batch_size,
            "pretrain_s_per_epoch": per_epoch, "pretrain_samples_per_s": len(data) / per_epoch,
            "cluster_s_per_iter": per_iter, "cluster_iters_per_s": 1 / per_iter, "total_s": total}
     print(setup.summary_line(out["env"]))
     print(f"{'phase':<12}{'per unit':>14}{'rate':>22}")
     print(f"{'pretrain':<12}{per_epoch:>12.2f} s{len(data) / per_epoch:>14.0f} samples/s   (per epoch, batch 256, augmented)")
     print(f"{'clustering':<12}{per_iter * 1000:>11.1f} ms{1 / per_iter:>14.1f} iters/s     (batch 256, augmented, Otsu per batch)")
+    if rate is not None:
+        conv = rate["conv_decs_usps_gflops"]
+        pre = flops["autoencoder"] * len(data) / per_epoch / 1e9
+        clu = flops["encoder"] * cfg.batch_size / per_iter / 1e9
+        out.update({"pretrain_gflops": pre, "cluster_gflops": clu, "pretrain_share": pre / conv, "cluster_share": clu / conv})
+        print(f"conv rate of this machine {conv:.0f} GFLOP/s: pre-training achieves {pre:.0f} GFLOP/s "
+              f"({100 * pre / conv:.0f} %), clustering {clu:.0f} GFLOP/s ({100 * clu / conv:.0f} %)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 

@@ -68,7 +68,12 @@ def parse_overrides(items, config_cls):
         default = fields[key].default
         kind = type(default) if default is not None else float
         try:
-            out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+            if kind is bool:
+                if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("1", "true", "yes")
+            else:
+                out[key] = kind(value)
         except ValueError:
             raise UsageError(f"bad --set {item!r}: expected {kind.__name__}") from None
     return out

@@ -268,7 +268,7 @@ class RDC(DeepClusterer):
     def _embed(self, x):
         from papers import rdc
 
-        return self.model_.embed(rdc.normalise_input(x, self.model_.cfg.input_norm))
+        return self.model_.embed(rdc.prepare_input(x, self.model_.cfg))  # the input the method trained on
 
     def _predict(self, x):
         z = np.asarray(self._embed(x), np.float64)

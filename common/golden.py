@@ -2,6 +2,7 @@
 
     python -m common.golden check [paper ...]     # recompute and compare with tests/golden/<paper>.json
     python -m common.golden update [paper ...]    # after a code change: record today's outputs / code fingerprint
+    python -m common.golden verify PAPER COMMIT    # list the fingerprint of an older commit whose outputs are today's
 
 A case is the paper's ``smoke`` budget on 60 synthetic images (3 blobs, seed 0), seed 0, the CPU, TensorFlow, run
 through the module's own ``run()`` as the CLI runs it. Its outputs: the labels, every loss curve of the history, and
@@ -215,6 +216,43 @@ def update(paper):
     return msg
 
 
+def verify_commit(paper, commit):
+    """Runs the golden cases with the code of ``commit`` (a temporary git worktree, today's golden/setup/registry
+    modules copied in) and, when every case gives this machine's recorded outputs, lists that code's fingerprint:
+    results made at a commit between two updates stay current. Returns a message."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    saved = load(paper)
+    sig = signature()
+    if saved is None or sig not in saved["outputs"]:
+        return f"{paper}: no recording for {sig}: nothing to compare with"
+    wt = Path(tempfile.mkdtemp(prefix="golden-")) / "wt"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(wt), commit], check=True)
+    try:
+        for name in ("golden.py", "setup.py", "registry.py"):
+            shutil.copy(ROOT / "common" / name, wt / "common" / name)
+        (wt / "tests" / "golden").mkdir(parents=True, exist_ok=True)
+        shutil.copy(golden_path(paper), wt / "tests" / "golden" / f"{paper}.json")
+        code = ("import json, sys; from common import golden, registry; p = sys.argv[1]; "
+                "outs = golden.run_paper(p, verbose=False); "
+                "print(json.dumps({'fp': registry.code_version(registry.load_paper(p)), 'outs': outs}))")
+        proc = subprocess.run([sys.executable, "-c", code, paper], cwd=wt, capture_output=True, text=True, check=True)
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)], check=False)
+    mine = saved["outputs"][sig]
+    verdicts = {n: compare(mine[n], o) if n in mine else "new case" for n, o in got["outs"].items()}
+    if any(v.startswith("changed") for v in verdicts.values()):
+        return f"{paper} at {commit} ({got['fp']}): not listed, outputs differ: {verdicts}"
+    if got["fp"] not in saved["fingerprints"]:
+        saved["fingerprints"].append(got["fp"])
+        saved.setdefault("verified_older_code", {})[got["fp"]] = f"golden cases run at commit {commit}: {verdicts}"
+        golden_path(paper).write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
+    return f"{paper} at {commit} ({got['fp']}): listed, {verdicts}"
+
+
 def current_fingerprints(paper):
     """The code fingerprints whose golden outputs equal today's committed ones ([] without a golden file)."""
     saved = load(paper)
@@ -226,9 +264,15 @@ def main(argv=None):
 
     registry = _registry()
     ap = argparse.ArgumentParser(prog="python -m common.golden", description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["check", "update"])
-    ap.add_argument("papers", nargs="*", help="default: every paper")
+    ap.add_argument("command", choices=["check", "update", "verify"])
+    ap.add_argument("papers", nargs="*", help="default: every paper (verify: PAPER COMMIT)")
     args = ap.parse_args(argv)
+    if args.command == "verify":
+        if len(args.papers) != 2 or args.papers[0] not in CASES:
+            print("error: verify takes PAPER COMMIT", file=sys.stderr)
+            return 2
+        print(verify_commit(*args.papers), flush=True)
+        return 0
     papers = args.papers or list(CASES)
     bad = [p for p in papers if p not in CASES or p not in registry.available_papers()]
     if bad:

@@ -22,17 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from common import results
-
-try:  # the verdict rule: common.verdict's; this module's own copy of the rule only where that file is absent
-    from common.verdict import verdict
-except ImportError:  # pragma: no cover
-    def verdict(ours_acc, paper_acc):
-        """Within 2 ACC points of the paper (or above) ✓, within 5 ~, else ✗ (points: 100 × the difference, rounded
-        so that exactly 2 is within); '—' without a number."""
-        if ours_acc is None or paper_acc is None:
-            return "—"
-        gap = round(100 * (paper_acc - ours_acc), 9)
-        return "✓" if gap <= 2 else "~" if gap <= 5 else "✗"
+from common import verdict as verdict_module
+from common.verdict import verdict
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,25 +270,13 @@ def run_folders(out=ROOT / "results", profiles=("quick", "paper")):
 
 
 # --- the README's two tables ------------------------------------------------------------------------------------
-def duration(seconds):
-    """'45 s', '25 min', '2.4 h', '28 h'."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h" if seconds < 10 * 3600 else f"{seconds / 3600:.0f} h"
-
-
-def run_wall(run):
-    """A run's wall time over all its sittings (common.cli.Sittings), else its one sitting."""
-    return run.get("wall_seconds_all_sittings") or run.get("wall_seconds")
+duration = verdict_module.duration   # '45 s', '25 min', '2.4 h', '28 h' (one rule for README, docs and the CLI)
+run_wall = verdict_module.wall       # a run's wall time over all its sittings (common.cli.Sittings)
 
 
 def cpu_seconds_per_seed(runs):
     """Median wall time of the runs made on the CPU (their device 'cpu:...'), or None."""
-    walls = [run_wall(r) for r in runs if str(r.get("environment", {}).get("device", "")).startswith("cpu")
-             and run_wall(r)]
-    return float(np.median(walls)) if walls else None
+    return verdict_module.median_wall(runs, "cpu")
 
 
 def cpu_estimates(out=ROOT / "results"):

@@ -85,7 +85,10 @@ def mean_std(runs, key):
 
 
 def fmt(ms, digits=3):
-    return "—" if ms is None else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f} (n={ms[2]})"
+    """'0.981 ± 0.010 (n=3)'; one seed: '0.981 (n=1)' (no ± for a single value); '—' for None."""
+    if ms is None:
+        return "—"
+    return f"{ms[0]:.{digits}f} (n=1)" if ms[2] < 2 else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f} (n={ms[2]})"
 
 
 def load_run_arrays(path):

@@ -64,12 +64,12 @@ def median_wall(runs, device_prefix=None):
 
 
 def duration(seconds):
-    """'40 s', '25 min', '2.4 h'."""
+    """'40 s', '25 min', '2.4 h', '28 h'."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 3600:.1f} h" if seconds < 10 * 3600 else f"{seconds / 3600:.0f} h"
 
 
 def compare(module, dataset, runs, before=()):
