@@ -615,6 +615,7 @@ def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
     model.history["seconds"] = time.perf_counter() - t0
     return {"labels": np.argmax(q, axis=1), "embedding": model.embed(data.x), "centers": model.centers,
             "kmeans_labels": model.kmeans_labels, "extra_labels": {"DCSS_u": model.labels_u},
-            "arrays": {"u_phase1": model.u_phase1, "centers_phase1": model.centers_phase1, "q": q,
+            "arrays": {"kmeans_labels": model.kmeans_labels, "u_phase1": model.u_phase1,
+                       "centers_phase1": model.centers_phase1, "q": q,
                        "labels_u": model.labels_u},
             "history": model.history}
