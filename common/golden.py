@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import registry
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = ROOT / "tests" / "golden"
 RTOL = 1e-5
@@ -51,8 +53,6 @@ DATASET_NAME = {"decs": "usps", "dekm": "usps", "dcss": "usps", "saip": "mnist-t
 
 def synthetic(size, n=60, k=3, seed=0):
     """n images (size x size x 1) in [0, 1] around k random prototypes; labels i % k."""
-    from common.datasets import Dataset
-
     rng = np.random.default_rng(seed)
     protos = rng.uniform(size=(k, size, size, 1))
     y = np.arange(n) % k
@@ -96,7 +96,7 @@ def run_case(paper, overrides, size):
 
     from common import cli, setup
 
-    module = _registry().load_paper(paper)
+    module = registry.load_paper(paper)
     x, y, k = synthetic(size)
     from common.datasets import Dataset
 
@@ -131,19 +131,8 @@ def compare(old, new, rtol=RTOL):
     return "within tolerance"
 
 
-def _registry():
-    """common.registry (load_paper, code_version, available_papers); common.cli before the registry existed."""
-    try:
-        from common import registry
-    except ImportError:
-        from common import cli as registry
-    return registry
-
-
 def signature():
     """This machine's kind for golden outputs: CPU vector extensions, cores, backend and its version."""
-    import keras
-
     from common import setup
 
     cpu, env = setup.cpu_model(), setup.environment()
@@ -173,7 +162,6 @@ def run_paper(paper, verbose=True):
 
 def check(paper, outs=None):
     """[(case, verdict)] of today's code against the committed file, plus whether today's fingerprint is listed."""
-    registry = _registry()
     saved = load(paper)
     if saved is None:
         return [("(file)", f"changed: no {golden_path(paper).relative_to(ROOT)}")], False
@@ -189,7 +177,6 @@ def check(paper, outs=None):
 def update(paper):
     """Records today's outputs for this machine's signature, and today's fingerprint when the outputs are kept
     (identical or within tolerance of this machine's recording). Returns a message."""
-    registry = _registry()
     fp = registry.code_version(registry.load_paper(paper))
     saved = load(paper) or {"paper": paper, "fingerprints": [], "outputs": {}}
     sig = signature()
@@ -262,7 +249,6 @@ def current_fingerprints(paper):
 def main(argv=None):
     import argparse
 
-    registry = _registry()
     ap = argparse.ArgumentParser(prog="python -m common.golden", description=__doc__.split("\n")[0])
     ap.add_argument("command", choices=["check", "update", "verify"])
     ap.add_argument("papers", nargs="*", help="default: every paper (verify: PAPER COMMIT)")
