@@ -52,6 +52,9 @@ def test_compare_identical_tolerance_and_changed():
     flipped = copy.deepcopy(old)
     flipped["labels"][0] = 1
     assert golden.compare(old, flipped) == "changed: labels differ"
+    other_extra = copy.deepcopy(old)                   # a method's second label set (e.g. SAIP's P2) counts too
+    other_extra["extra_labels"] = {"P2": [1, 1, 0]}
+    assert golden.compare({**old, "extra_labels": {"P2": [1, 1, 1]}}, other_extra) == "changed: labels differ"
     fewer = copy.deepcopy(old)
     fewer["losses"]["pretrain.loss"] = [1.0]
     assert golden.compare(old, fewer).startswith("changed")
