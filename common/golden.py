@@ -46,7 +46,7 @@ CASES = {
              ("phase1_optimizer=authors_sgd", {"phase1_optimizer": "authors_sgd"}, 16), ("mnet_layers=2", {"mnet_layers": 2}, 16)],
     "saip": [("default", {}, 28), ("variant=homo", {"variant": "homo"}, 28),
              ("target_gradient=True", {"target_gradient": True}, 28), ("kl_target=p1", {"kl_target": "p1"}, 28)],
-    "rdc": [("default", {}, 28), ("phases=P1", {"phases": "P1"}, 28)],
+    "rdc": [("default", {}, 28), ("phases=P1", {"phases": "P1"}, 28), ("pixel_range=01", {"pixel_range": "01"}, 28)],
 }
 DATASET_NAME = {"decs": "usps", "dekm": "usps", "dcss": "usps", "saip": "mnist-test", "rdc": "fmnist"}
 
@@ -238,6 +238,15 @@ def verify_commit(paper, commit):
         saved.setdefault("verified_older_code", {})[got["fp"]] = f"golden cases run at commit {commit}: {verdicts}"
         golden_path(paper).write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
     return f"{paper} at {commit} ({got['fp']}): listed, {verdicts}"
+
+
+def numerics_version(paper):
+    """What a cache key holds for the code: the first fingerprint listed in tests/golden/<paper>.json when today's
+    code is listed there (code whose golden outputs are today's), else today's code fingerprint. A refactor that
+    keeps the golden outputs keeps every cached phase; a change of the numerics, or unverified code, does not."""
+    fp = registry.code_version(registry.load_paper(paper))
+    listed = current_fingerprints(paper)
+    return listed[0] if fp in listed else fp
 
 
 def current_fingerprints(paper):

@@ -128,3 +128,16 @@ def test_update_records_a_new_case_beside_the_kept_ones(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / f"{paper}.json").read_text())
     assert saved["fingerprints"] == ["fp_one", "fp_two"]
     assert set(saved["outputs"][golden.signature()]) == {"default", "new_option"}
+
+
+def test_numerics_version_is_the_generation_of_listed_code_else_the_code(monkeypatch):
+    """Cache keys: code listed in the golden file (its outputs are today's) maps to the first listed fingerprint, so
+    a refactor keeps caches; unlisted code keys caches by its own fingerprint, so it never reuses them."""
+    from common import golden, registry
+
+    monkeypatch.setattr(golden, "current_fingerprints", lambda paper: ["gen0", "refactor1", "today"])
+    monkeypatch.setattr(registry, "load_paper", lambda name: name)
+    monkeypatch.setattr(registry, "code_version", lambda module: "today")
+    assert golden.numerics_version("rdc") == "gen0"
+    monkeypatch.setattr(registry, "code_version", lambda module: "edited")
+    assert golden.numerics_version("rdc") == "edited"

@@ -525,8 +525,9 @@ def test_pixel_range_and_validation():
     x = np.array([0.0, 0.25, 1.0], "float32")
     assert rdc.to_pixel_range(x, "01") is x
     np.testing.assert_array_equal(rdc.to_pixel_range(x, "pm1"), [-1.0, -0.5, 1.0])
-    for bad in ({"pixel_range": "255"}, {"pixel_range": "pm1", "input_norm": "l2"},
-                {"pixel_range": "pm1", "noise_sigma": 0.1}, {"tau_patience": -1},
+    assert rdc.Config().pixel_range == "pm1"  # the label-free choice (docstring), not the authors' loader's [0, 1]
+    rdc.Config(noise_sigma=0.1)  # the z-score of Eqs. (16)-(17) undoes any pixel range
+    for bad in ({"pixel_range": "255"}, {"input_norm": "l2"}, {"tau_patience": -1},
                 {"tau_patience": 2, "stop_rule": "unchanged"}):
         with pytest.raises(ValueError):
             rdc.Config(**bad)
@@ -553,7 +554,7 @@ def test_cache_keys_leave_out_logging_intervals_only():
     base = rdc.Config().resolve("fmnist")
     logs = rdc.Config(log_every=7, geometry_every=3, eval_every=2).resolve("fmnist")
     assert logs.phase1_part() == base.phase1_part() and logs.phase2_part() == base.phase2_part()
-    for kw in ({"lambda_t": 0.125}, {"phi_fold": True}, {"eta_fold": True}, {"pixel_range": "pm1"},
+    for kw in ({"lambda_t": 0.125}, {"phi_fold": True}, {"eta_fold": True}, {"pixel_range": "01"},
                {"acai_schedule": "simultaneous"}, {"pretrain_iters": 5}):
         assert rdc.Config(**kw).resolve("fmnist").phase1_part() != base.phase1_part(), kw
     patient = rdc.Config(tau_patience=2).resolve("fmnist")
@@ -673,8 +674,18 @@ def test_curve_draws_the_kmeans_start_where_it_happened():
 
 def test_prepare_input_is_what_fit_feeds():
     x, _ = _blobs()
-    for kw in ({}, {"pixel_range": "pm1"}, {"input_norm": "l2"}):
+    for kw in ({}, {"pixel_range": "01"}, {"input_norm": "l2", "pixel_range": "01"}):
         cfg = rdc.Config(**kw)
         x_fed = rdc.to_pixel_range(rdc.normalise_input(x, cfg.input_norm), cfg.pixel_range)
         np.testing.assert_array_equal(rdc.prepare_input(x, cfg), x_fed)
     np.testing.assert_array_equal(rdc.prepare_input(x, rdc.Config(pixel_range="pm1")), 2 * x - 1)
+
+
+def test_noise_protocol_is_blind_to_the_pixel_range():
+    """Eqs. (16)-(17) z-score every feature first, so [0, 1] and [-1, 1] pixels give the same noisy data (a noise
+    applied after the 2 x - 1 map, or a range applied after the noise, would not)."""
+    x, _ = _blobs()
+    a = rdc.robust_noise(rdc.to_pixel_range(x, "pm1"), 0.1, seed=3)
+    b = rdc.robust_noise(rdc.to_pixel_range(x, "01"), 0.1, seed=3)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    assert np.abs(rdc.to_pixel_range(b, "pm1") - a).max() > 0.5
