@@ -689,3 +689,21 @@ def test_noise_protocol_is_blind_to_the_pixel_range():
     b = rdc.robust_noise(rdc.to_pixel_range(x, "01"), 0.1, seed=3)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     assert np.abs(rdc.to_pixel_range(b, "pm1") - a).max() > 0.5
+
+
+# --- Figs. 2 and 16: the feature-twist experiment (experiments/rdc_feature_twist.py) ------------------------------------
+def test_feature_twist_scores_by_hand():
+    from experiments import rdc_feature_twist as twist
+
+    z = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [12.0]])
+    y = np.array([0, 0, 1, 1, 1, 1])
+    s = twist.latent_scores(np.hstack([z, z]), z, y, k=2)
+    # 2-NN labels: (0, 1), (0, 1), (0, 0) against own 1, then all 1: 8 of 12 agree; k-means {0,1,2} {10,11,12}: 5 of 6
+    assert s == {"kmeans_acc": pytest.approx(5 / 6), "trustworthiness": pytest.approx(1.0),
+                 "knn_agreement": pytest.approx(2 / 3)}
+    x, y4 = twist.four_arcs(n_per=50, seed=3)
+    assert x.shape == (200, 2) and np.bincount(y4).tolist() == [50] * 4
+    np.testing.assert_allclose(x.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(x.std(0), 1, rtol=1e-5)
+    np.testing.assert_array_equal(twist.four_arcs(n_per=50, seed=3)[0], x)
+    assert not np.array_equal(twist.four_arcs(n_per=50, seed=4)[0], x)
