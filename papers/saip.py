@@ -906,35 +906,3 @@ def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
                        "kmeans_labels": model.kmeans_labels, "labels_p2": pred["P2"]},
             "history": model.history}
 
-
-# Table III's k-means row: k-means on the (centred) pixels; n_init 10 (the paper is silent).
-def shallow_baselines(data, seed=0, n_init=10):
-    """{"k-means": labels} on the prepared inputs."""
-    x = prepare(data.x)
-    return {"k-means": _kmeans(x, data.n_clusters, n_init, seed)[1]}
-
-
-def write_baselines(dataset, seeds=(0, 1, 2), out="results"):
-    """results/saip/<dataset>/baselines/seed<k>.json with the metrics of shallow_baselines (labels: evaluation only)."""
-    from common import datasets
-
-    data = datasets.load(dataset)
-    for seed in seeds:
-        t0 = time.perf_counter()
-        labels = shallow_baselines(data, seed)
-        rec = {"paper": "saip", "dataset": dataset, "seed": seed, "n_samples": len(data),
-               "wall_seconds": time.perf_counter() - t0, "metrics": {},
-               "extra_metrics": {k: metrics.evaluate(data.y, v) for k, v in labels.items()}}
-        results.write_json(Path(out) / "saip" / dataset / "baselines" / f"seed{seed}.json", rec)
-        print(dataset, seed, {k: round(v["acc"], 4) for k, v in rec["extra_metrics"].items()}, flush=True)
-
-
-if __name__ == "__main__":  # python -m papers.saip baselines mnist-test
-    import sys
-
-    names = DATASETS + EXTRA_DATASETS
-    if len(sys.argv) < 3 or sys.argv[1] != "baselines" or any(d not in names for d in sys.argv[2:]):
-        print(f"usage: python -m papers.saip baselines <{'|'.join(names)}> ...", file=sys.stderr)
-        sys.exit(2)
-    for name in sys.argv[2:]:
-        write_baselines(name)

@@ -571,3 +571,28 @@ def test_run_output_cache_and_resume(tmp_path, monkeypatch):
     for key in ("p1_entropy", "p2_entropy", "code_norm"):  # the per-epoch log survives the interruption
         assert len(resumed["history"]["cluster"][key]) == 5
         np.testing.assert_allclose(resumed["history"]["cluster"][key], out["history"]["cluster"][key], rtol=1e-5)
+
+
+# ---------------------------------------------------------------- experiments/saip_baselines.py (Table III's k-means)
+def test_pixel_kmeans_baseline_file_and_cli(tmp_path, monkeypatch, capsys):
+    """k-means (n_init 10, the run's seed) on the centred pixels, one file per seed with its metrics; bad input: one
+    error line."""
+    import json
+
+    from sklearn.cluster import KMeans
+
+    from common import datasets
+    from common.datasets import Dataset
+    from experiments import saip_baselines
+
+    x, y = np.random.default_rng(3).uniform(size=(60, 2, 4, 1)).astype("float32"), np.arange(60) % 3
+    data = Dataset(x=x, y=y, n_clusters=3, name="toy")  # no structure: the seed and n_init change the labels
+    monkeypatch.setattr(datasets, "load", lambda name: data)
+    saip_baselines.write_baselines("mnist-test", seeds=(1,), out=tmp_path)
+    rec = json.loads((tmp_path / "saip" / "mnist-test" / "baselines" / "seed1.json").read_text())
+    ref = KMeans(3, n_init=10, random_state=1).fit(saip.prepare(data.x).astype(np.float64)).labels_
+    assert rec["extra_metrics"]["k-means"] == metrics.evaluate(y, ref) and rec["metrics"] == {}
+    assert (rec["paper"], rec["dataset"], rec["seed"], rec["n_samples"]) == ("saip", "mnist-test", 1, 60)
+    assert saip_baselines.main(["nope"]) == 2 and saip_baselines.main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
