@@ -1,76 +1,20 @@
 """SAIP: Deep Clustering With Sample-Assignment Invariance Prior (HOMO, HOE, HOT, HIT).
 
 Peng, Zhu, Feng, Shen, Zhou, Xiao, Yi, IEEE TNNLS (../shared/papers/001_9a7e7c5c7423f482.txt; readable forms of
-the OCR-garbled equations in ../shared/papers/README.md and ../shared/specs/saip.md). The authors published no
-code. Read top to bottom beside the paper: §III-A/§III-C denoising autoencoder (Eqs. 2-3), §III-B the loss
-(Eqs. 5-11), Algorithm 1 (Eq. 12), Theorem 1 (Eqs. 13-15), Table II (schedule), §III-B stopping rule.
+the OCR-garbled equations in ../shared/papers/README.md and ../shared/specs/saip.md). The authors published no code.
 
 The method: an encoder h = g(x) and trainable centres w_j (k-means on the DAE codes) give two soft assignments
 of each sample, P1 from a Euclidean closeness (Eq. 7) and P2 from a second metric (Eq. 8 with Eqs. 9-11), both
 sharpened by Eq. (6); training minimises KL(P2 || P1) (Eq. 5), labels are argmax_j P1 (Eq. 12).
   HOMO: P2 Euclidean (Eq. 8)   HOE: cosine (Eq. 9)   HOT: correlation (Eq. 10)   HIT: cityblock (Eq. 11).
 
-Readings where the paper is ambiguous or garbled (../shared/specs/saip.md's, except for the P2 gradient):
-  - Eq. (5) direction: KL(P2 || P1), P1 the prediction, P2 the target ("ground truth", §V-D; Theorem 1's proof).
-    Keras's KL convention: both distributions clipped to [1e-7, 1], sum over clusters, mean over the batch. P1 has
-    exact zeros (the max of Eq. 7): those terms are constants with no gradient (logged as ``zero_p1_mass``).
-  - P2 a constant or differentiated: not stated. Default ``target_gradient=False``: P2 = stop_gradient(P2), a target
-    recomputed at every step, the reading of ../shared/specs/saip.md. Reasons, all from the text: the paper calls P2
-    "the target distribution" and "the ground truth" (§III-B, §V-D) and predicts by P1; Eq. (6) is DEC's target
-    distribution, which DEC holds fixed; the authors used Keras 1 (§V-A), whose losses take the target as fed data.
-    ``--set target_gradient=true`` differentiates both (Theorem 1's objective over both distributions): the ablation.
-    (An earlier version defaulted to True on a toy-blob argument; on mnist-test both readings end the same way,
-    see "Finding" below, so the choice rests on the text.)
-  - ``--set kl_target=p1`` (ablation; contradicts §III-B and §V-D, where P2 is the target): the roles swapped,
-    loss KL(P1 || P2) with P1 = stop_gradient(P1) the target and P2 the prediction; no clip (P2 > 0; 0 log 0 = 0);
-    labels still argmax P1 (Eq. 12). Default ``kl_target=p2``: Eq. (5) as above.
-  - Finding (mnist-test, quick; label-free evidence in the monitor log: ``code_norm``, ``centre_norm``,
-    ``zero_p1_mass``, ``nonempty``, and per epoch history["cluster"]["p1_entropy"], ["p2_entropy"], ["code_norm"]):
-    Eq. (5) is lowered by a degenerate move. The codes drift away from the centres
-    (mean ||h|| grows several-fold while the centres stay put); far from every centre, Eq. (7)'s u_i - z_ij depends
-    only on the direction of h, so P1 comes to agree with HOE's cosine P2 and the clipped zero-P1 terms shrink.
-    Labels churn and clusters empty. It happens for HOE with P2 constant or differentiated, at lr 1e-3 and 1e-4,
-    and for HOMO (results/saip/mnist-test/quick/*), so it is neither the gradient reading nor the rate; at the
-    paper profile for all four variants (results/saip/mnist-test/paper/*), and on mnist at quick (clusters stay
-    occupied there, but ACC falls just as far below the DAE + k-means start).
-    The cause (notebook, "Why: a near-uniform target"): at the k-means start P2 is close to uniform for every
-    variant (for HOE and HOT by construction: z in [0, 2] bounds Eq. 8's kernel to [1/3, 1], and DEC's
-    (1 + z^2)^-1 reading to [1/5, 1]) while P1 is sparse (Eq. 7's max); nearly all of Eq. (5)'s value sits on
-    P1's clipped zeros, and Eq. (7) fills them only when a code's distances to the centres become alike: far away.
-  - Scale: for HOE and HOT the loss is invariant to a common scaling of the codes and centres (Eqs. 6-7, 9-10), so
-    its gradient scales as 1/scale and the effective step of SGD depends on the scale of the DAE codes.
-  - Eq. (6): f_j = sum_i Q(h_i|w_j) runs over the mini-batch in training ("forward propagation") and over the whole
-    data set at inference and for the stopping rule (otherwise a label would depend on the batch it falls in).
-    f_j is the sum of the Q as defined (raw, unnormalised Q1 for P1). Guards: f_j >= 1e-7, row sums >= 1e-12.
-  - Eq. (7): u_i = mean_j z_ij; z = sqrt(max(||h - w||^2, 1e-12)) (finite gradient at h = w).
-  - Eq. (8): z Euclidean, not squared ("z_ij is defined earlier"). Eqs. (9)-(10) lost the "1 -" in the OCR:
-    z = 1 - cos(h, w) and z = 1 - corr(h, w) (each vector centred by the mean of its own entries), the cosine and
-    correlation *distances* the text names (scipy's cdist names, as are "cityblock" and "euclidean").
-  - DAE noise "ratio 0.3" (§III-C): the type is not stated. Default ``noise="dropout"``: masking noise with
-    inverted scaling (Keras Dropout semantics; Vincent et al.'s DAE [58] destroys a fraction of the inputs; DEC,
-    the architecture's origin, corrupts with dropout). Fig. 4 sweeps the ratio up to 1.0 with 82-87 % ACC: in the
-    authors' Keras 1 on Theano, Dropout(p) is the identity for p >= 1, so here a ratio >= 1 means no corruption.
-    ``noise="gaussian"``: additive N(0, ratio^2) on the centred inputs.
-  - "weight decay 1079" (§III-C): read as 10^-9 (the OCR renders "10^-4" as "1074" in Table IV); decoupled
-    weight decay of Keras's SGD. In Keras 1, SGD's ``decay`` was a learning-rate decay; at 1e-9 both are nil.
-  - Table II's learning rates are illegible ("10=%", "10-°", "10~%"): ours 1e-4 for the 70,000-image sets
-    (mnist, fmnist) and cifar10-test, 1e-3 for the 10,000-image sets (mnist-test, usps, coil20); reuters 1.0 and
-    cifar100 Adadelta(1.0, rho 0.95) are legible. Same lr x steps on mnist (4,500 x 274 steps) and mnist-test
-    (3,000 x 40). Override with ``--set learning_rate=...``.
-  - Table II's schedule: "divided by de" with de = 0.9 would raise the rate; Fig. 5 says "reduce by the decay
-    ratio": lr(epoch) = lr0 * de^floor(epoch / ep), at most re stages, i.e. at most re * ep epochs.
-  - Stopping (§III-B): stop when fewer than 0.03 % of the labels (Eq. 12) change between two consecutive epochs
-    (strictly fewer; no matching: centres are parameters, so cluster ids persist), or at re * ep epochs. The first
-    comparison is epoch 1 against the labels of the k-means-initialised model.
-  - cifar100 row of Table II: d 10, "1.0 0.95 - -": Adadelta(lr 1.0, rho 0.95), the Keras 1 defaults (§V-A1 says
-    Adadelta); no schedule; cap ours: 3,000 epochs (the mnist-test cap).
-Values the paper does not give (ours): DAE learning rate 1.0 (SGD, momentum 0.9), 300 epochs, batch 256, end to
-end, initialiser VarianceScaling(1/3, fan_in, uniform) (DEC-keras's recipe for this MLP); linear code and output
-layers (the inputs are mean-centred: "no preprocessing ... except decentralization", §V-A2, on [0, 1] pixels);
-k-means n_init 20; batch order reshuffled every epoch; Adadelta's epsilon 1e-8 (Keras 1's). Data sets not in
-Table II: usps and coil20 use the mnist-test row, fmnist the mnist-full row (its size). HOE (CNN) (§V-B): 'same'
-padding, stride 1, decoder Dense(1024)-Dense(7x7x32)-upsample-ConvT(64, 5)-upsample-ConvT(C, 5, sigmoid), [0, 1]
-inputs (not centred: the sigmoid output); the same DAE and clustering schedule as the MLP.
+Read top to bottom beside the paper: Tables III-VI (the paper's numbers), Table II (schedule); §III-A/§III-C the
+denoising autoencoder (Eqs. 2-3); §III-B the closeness functions (Eqs. 7-11), Eq. (6), the loss (Eq. 5, with the
+finding on its degenerate descent), the labels (Eq. 12), Theorem 1 (Eqs. 13-15); Table II's learning-rate
+schedule and §III-B's stopping rule; the settings (Config); Algorithm 1 (ClusterNet, the callbacks, class SAIP).
+
+Where the paper is garbled, ambiguous or silent: DEPARTURES (what it says, what we do and the `--set` option that
+gives the other reading; the readings are ../shared/specs/saip.md's; common.tables.departures_markdown renders it).
 
 Randomness: batch order from NumPy generators keyed on (seed, stage, epoch); DAE noise from a SeedGenerator
 re-keyed on (seed, epoch) at the start of every epoch; initial weights from the seed. Both training stages go
@@ -89,6 +33,80 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from common import checkpoint, metrics, results, training
+
+_NONE = "none published"
+# (topic, what the paper says, the authors' code, which reading we follow and the --set option that gives the other)
+DEPARTURES = [
+    ("direction of Eq. (5)", "KL(P2 || P1): P1 the prediction, P2 the target (\"ground truth\", §V-D; Theorem 1's "
+     "proof)", _NONE,
+     "paper, with Keras's KL convention: both distributions clipped to [1e-7, 1], sum over clusters, mean over the "
+     "batch; P1's exact zeros (the max of Eq. 7) are constant terms with no gradient (logged as zero_p1_mass). "
+     "`--set kl_target=p1` (an ablation that contradicts §III-B and §V-D): the roles swapped, KL(P1 || P2) with "
+     "P1 = stop_gradient(P1) the target and P2 the prediction, no clip (P2 > 0; 0 log 0 = 0), labels still argmax "
+     "P1 (Eq. 12)"),
+    ("P2 a constant or differentiated in Eq. (5)", "not stated. P2 is \"the target distribution\" and \"the ground "
+     "truth\" (§III-B, §V-D), labels come from P1; Eq. (6) is DEC's target distribution, which DEC holds fixed; "
+     "Theorem 1's objective runs over both distributions",
+     _NONE + "; the authors used Keras 1 (§V-A), whose losses take the target as fed data",
+     "P2 = stop_gradient(P2), a target recomputed at every step (target_gradient=False, the reading of "
+     "../shared/specs/saip.md); `--set target_gradient=true` differentiates both (the ablation). An earlier version "
+     "defaulted to true on a toy-blob argument; on mnist-test both readings end the same way (the finding at Eq. 5), "
+     "so the choice rests on the text"),
+    ("f_j of Eq. (6)", "f_j = sum_i Q(h_i|w_j), computed in \"forward propagation\"; over which samples not stated",
+     _NONE, "the mini-batch in training, the whole data set at inference and for the stopping rule (otherwise a "
+     "label would depend on the batch it falls in); the sum of the Q as defined (raw, unnormalised Q1 for P1); "
+     "guards f_j >= 1e-7 and row sums >= 1e-12; no option"),
+    ("z of Eq. (7)", "u_i = mean_j z_ij, z_ij = ||h_i - w_j||", _NONE,
+     "z = sqrt(max(||h - w||^2, 1e-12)) (a finite gradient at h = w); no option"),
+    ("z of Eqs. (8)-(10)", "Eq. (8): \"z_ij is defined earlier\"; Eqs. (9)-(10) lost the \"1 -\" in the OCR, while the "
+     "text names the cosine and correlation distances", _NONE,
+     "Eq. (8): z Euclidean, not squared; Eqs. (9)-(10): z = 1 - cos(h, w) and z = 1 - corr(h, w) (each vector "
+     "centred by the mean of its own entries), the distances of scipy's cdist of those names (as are \"cityblock\" "
+     "and \"euclidean\"); no option"),
+    ("DAE noise (§III-C)", "\"noise ratio 0.3\", the type not stated; Fig. 4 sweeps the ratio up to 1.0 with "
+     "82-87 % ACC", _NONE + "; in their Keras 1 on Theano, Dropout(p) is the identity for p >= 1",
+     "masking noise with inverted scaling (Keras Dropout semantics; Vincent et al.'s DAE [58] destroys a fraction of "
+     "the inputs; DEC, the architecture's origin, corrupts with dropout), a ratio >= 1 meaning no corruption; "
+     "`--set noise=gaussian`: additive N(0, ratio^2) on the centred inputs"),
+    ("weight decay (§III-C)", "\"weight decay 1079\" in the OCR (which renders \"10^-4\" as \"1074\" in Table IV)",
+     _NONE + "; in Keras 1, SGD's decay was a learning-rate decay",
+     "10^-9, the decoupled weight decay of Keras's SGD, in both stages (at 1e-9 both readings are nil); "
+     "`--set weight_decay=...`"),
+    ("learning rate (Table II)", "illegible for the image sets (\"10=%\", \"10-°\", \"10~%\"); reuters 1.0 and "
+     "cifar100 Adadelta(1.0, rho 0.95) are legible", _NONE,
+     "1e-4 for the 70,000-image sets (mnist, fmnist) and cifar10-test, 1e-3 for the 10,000-image sets (mnist-test, "
+     "usps, coil20): the same lr x steps on mnist (4,500 x 274 steps) and mnist-test (3,000 x 40); "
+     "`--set learning_rate=...`"),
+    ("learning-rate schedule (Table II)", "\"divided by de\" with de = 0.9 (which would raise the rate); Fig. 5: "
+     "\"reduce by the decay ratio\"", _NONE,
+     "Fig. 5: lr(epoch) = lr0 * de^floor(epoch / ep), at most re stages, i.e. at most re * ep epochs; "
+     "`--set lr_decay=...`, `decay_every=...`, `decay_stages=...`"),
+    ("stopping rule (§III-B)", "stop when fewer than 0.03 % of the labels (Eq. 12) change between two consecutive "
+     "epochs", _NONE,
+     "strictly fewer, no matching (the centres are parameters, so cluster ids persist), or at re * ep epochs; the "
+     "first comparison is epoch 1 against the labels of the k-means-initialised model; `--set stop_tol=...`"),
+    ("cifar100 row of Table II", "d 10, \"1.0 0.95 - -\"; §V-A1 says Adadelta",
+     _NONE + "; Keras 1's Adadelta defaults: lr 1.0, rho 0.95, epsilon 1e-8",
+     "Adadelta(lr 1.0, rho 0.95, epsilon 1e-8), no schedule, a cap of 3,000 epochs (ours: the mnist-test cap); "
+     "`--set optimizer=sgd`"),
+    ("DAE training (§III-C)", "silent on its learning rate, epochs, batch, schedule and initialiser", _NONE,
+     "DEC-keras's recipe for this MLP: SGD lr 1.0, momentum 0.9, 300 epochs, batch 256, end to end, batch order "
+     "reshuffled every epoch, initialiser VarianceScaling(1/3, fan_in, uniform); `--set ae_learning_rate=...`, "
+     "`ae_epochs=...`"),
+    ("MLP inputs and layers (§V-A2)", "\"no preprocessing ... except decentralization\"; the code and output "
+     "activations not given", _NONE,
+     "[0, 1] pixels centred by the per-feature mean over the clustered set; linear code and output layers; "
+     "`--set centre_inputs=false`"),
+    ("k-means start (Algorithm 1)", "k-means on the DAE codes, n_init not given", _NONE,
+     "n_init 20 (DEC-keras); `--set kmeans_n_init=...`"),
+    ("data sets not in Table II", "usps, coil20 and fmnist have no Table II row", _NONE,
+     "usps and coil20 use the mnist-test row, fmnist the mnist-full row (its size); each field by `--set`"),
+    ("HOE (CNN) (§V-B)", "conv(64, 5)-pool(2)-conv(32, 5)-pool(2)-FC(1024)-FC(d), ReLU, a sigmoid code and output; "
+     "padding, stride and decoder not given", _NONE,
+     "'same' padding, stride 1, decoder Dense(1024)-Dense(7x7x32)-upsample-ConvT(64, 5)-upsample-ConvT(C, 5, "
+     "sigmoid), [0, 1] inputs (not centred: the sigmoid output), the MLP's DAE and clustering schedule; "
+     "`--set backbone=cnn` (the MLP is the default)"),
+]
 
 # --------------------------------------------------------------------------------------------------------------
 # Paper-reported numbers (Tables III-VI; ACC, NMI, ARI, Precision in %), copied from the paper: not ours.
@@ -341,7 +359,9 @@ def _unit(v):
     return v / ops.sqrt(ops.maximum(ops.sum(ops.square(v), axis=-1, keepdims=True), 1e-12))
 
 
-# Eq. (9) (HOE): z_ij = 1 - h_i . w_j / (||h_i|| ||w_j||), the cosine distance.
+# Eq. (9) (HOE): z_ij = 1 - h_i . w_j / (||h_i|| ||w_j||), the cosine distance. Scale: for HOE and HOT (Eqs. 9-10) the loss is invariant to a
+# common scaling of the codes and centres (with Eqs. 6-7), so its gradient scales as 1/scale and the effective step
+# of SGD depends on the scale of the DAE codes.
 def cosine_distance(h, w):
     return 1.0 - ops.matmul(_unit(h), ops.transpose(_unit(w)))
 
@@ -376,6 +396,18 @@ def assignment(q, r=2, f=None):
 
 
 # Eq. (5): L = sum_i sum_j P2(h_i|w_j) log[P2(h_i|w_j) / P1(h_i|w_j)] = KL(P2 || P1), P2 the target.
+# Finding (mnist-test, quick; label-free evidence in the monitor log: code_norm, centre_norm, zero_p1_mass, nonempty,
+# and per epoch history["cluster"]["p1_entropy"], ["p2_entropy"], ["code_norm"]): Eq. (5) is lowered by a degenerate
+# move. The codes drift away from the centres (mean ||h|| grows several-fold while the centres stay put); far from
+# every centre, Eq. (7)'s u_i - z_ij depends only on the direction of h, so P1 comes to agree with HOE's cosine P2
+# and the clipped zero-P1 terms shrink. Labels churn and clusters empty. It happens for HOE with P2 constant or
+# differentiated, at lr 1e-3 and 1e-4, and for HOMO (results/saip/mnist-test/quick/*), so it is neither the gradient
+# reading nor the rate; at the paper profile for all four variants (results/saip/mnist-test/paper/*), and on mnist
+# at quick (clusters stay occupied there, but ACC falls just as far below the DAE + k-means start). The cause
+# (notebook, "Why: a near-uniform target"): at the k-means start P2 is close to uniform for every variant (for HOE
+# and HOT by construction: z in [0, 2] bounds Eq. 8's kernel to [1/3, 1], and DEC's (1 + z^2)^-1 reading to
+# [1/5, 1]) while P1 is sparse (Eq. 7's max); nearly all of Eq. (5)'s value sits on P1's clipped zeros, and Eq. (7)
+# fills them only when a code's distances to the centres become alike: far away.
 def kl_target_pred(p2, p1, reduce=True):
     """Keras's KL divergence: both clipped to [1e-7, 1], sum over clusters, mean over rows (per row if not reduce)."""
     p2 = ops.clip(p2, 1e-7, 1.0)

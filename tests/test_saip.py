@@ -378,6 +378,21 @@ def test_config_resolution_validation_and_method_rows():
     assert all(set(p) <= budget for p in saip.PROFILES.values())
 
 
+def test_departures_are_rows_naming_real_options():
+    """DEPARTURES: four non-empty strings per row (common.tables renders them); every `--set key=...` it names is a
+    Config field; the docstring points to it and stays short."""
+    import dataclasses
+    import re
+
+    from common import tables
+
+    assert len(tables.departures_markdown(saip.DEPARTURES).splitlines()) == 2 + len(saip.DEPARTURES)
+    fields = {f.name for f in dataclasses.fields(saip.Config)}
+    named = {k for row in saip.DEPARTURES for k in re.findall(r"`(?:--set )?(\w+)=", row[3])}
+    assert named >= {"kl_target", "target_gradient", "noise", "learning_rate", "backbone"} and named <= fields
+    assert "DEPARTURES" in saip.__doc__ and len(saip.__doc__.splitlines()) <= 25
+
+
 def test_prepare_centres_and_flattens():
     x = RNG.uniform(size=(20, 4, 4, 1)).astype("float32")
     v = saip.prepare(x)
