@@ -10,6 +10,11 @@ towards a line or a plane (a k-means on such codes can only separate what those 
   median_std           the median over dimensions of each dimension's standard deviation (not rotation
                        invariant: it reads the code's own axes, in the code's units).
 
+An autoencoder's codes add the reconstruction error of the data from them (``autoencoder_health``). A regressor
+(e.g. R-DC's critic regressing phi ~ U[0, a]) is judged against the best constant predictor, whose squared error is
+the target's variance (``uniform_variance``; ``error_ratio`` < 1: it learned something). ``format_line`` prints a
+health dict on one line.
+
 Covariance and standard deviations with ddof = 1. Codes without variance give NaN for the ratios.
 """
 import numpy as np
@@ -56,3 +61,46 @@ def code_health(z, k=2):
     z = _codes(z)
     return {"participation_ratio": participation_ratio(z), f"top{k}_share": top_k_share(z, k),
             "median_std": median_std(z), "dims": int(z.shape[1])}
+
+
+def reconstruction_mse(decode, z, x, block=8192):
+    """Mean squared error of ``decode(z)`` against the data ``x`` (codes z of x, row for row) over every value and
+    sample, in the units of x; float64 sums over blocks of ``block`` rows."""
+    total = 0.0
+    for i in range(0, len(x), block):
+        x_hat = decode(z[i:i + block])
+        total += float(np.sum(np.square(np.asarray(x_hat, np.float64) - x[i:i + block])))
+    return total / float(np.prod(x.shape))
+
+
+def autoencoder_health(z, x, decode, pixel_range="01", k=2):
+    """code_health(z) with the reconstruction MSE of x from z (``rec_mse``); for pixels in [-1, 1]
+    (``pixel_range="pm1"``) also ``rec_mse_01`` = rec_mse / 4, the MSE in [0, 1] pixel units."""
+    out = code_health(z, k)
+    out["rec_mse"] = reconstruction_mse(decode, z, x)
+    if pixel_range == "pm1":
+        out["rec_mse_01"] = out["rec_mse"] / 4.0  # in [0, 1] pixel units, comparable with pixel_range=01
+    return out
+
+
+def uniform_variance(high=1.0, folded=False):
+    """Variance of v ~ U[0, high], or of its fold 0.5 - |v - 0.5| to [0, 0.5]: the squared error of the best
+    constant predictor of v (1/12 for U[0, 1], 1/48 folded)."""
+    a = float(high)
+    b = min(a, 0.5) if folded else a
+    m1, m2 = b ** 2 / 2.0, b ** 3 / 3.0                   # integrals of v, v^2 over [0, b] (before 1/a)
+    if folded and a > 0.5:                                # (0.5, a] maps to [1 - a, 0.5)
+        m1 += (0.25 - (1.0 - a) ** 2) / 2.0
+        m2 += (0.125 - (1.0 - a) ** 3) / 3.0
+    m1, m2 = m1 / a, m2 / a
+    return m2 - m1 * m1
+
+
+def error_ratio(error, constant_error):
+    """A regressor's squared error over the best constant predictor's (None without an error)."""
+    return None if error is None else error / constant_error
+
+
+def format_line(h, keys):
+    """'key value  key value ...' of the numeric entries of ``h`` among ``keys``, in that order (4 digits)."""
+    return "  ".join(f"{k} {h[k]:.4g}" for k in keys if isinstance(h.get(k), (int, float)))

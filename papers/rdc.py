@@ -85,7 +85,7 @@ Readings taken where the paper is ambiguous, silent or garbled (the spec's readi
     codes' participation ratio, top-2 principal-component share and median per-dimension std (common.health),
     the reconstruction MSE of the clean data, and after phase 1 the critic's phi-regression error (mean over the
     last logged chunk) against the best constant predictor's, the variance of phi under its sampling
-    distribution (``phi_variance``: 1/12 for U[0, 1], 1/48 folded).
+    distribution (``common.health.uniform_variance``: 1/12 for U[0, 1], 1/48 folded).
 Values taken from the authors' code where the paper is silent: batch 256, VarianceScaling(1/3, fan_in, uniform)
 initialisers for the autoencoder and the critic, k-means n_init 20, the critic's shape. Alpha/beta from Table 2
 (FMNIST 0.6, 0.6), FMNIST's values for data sets the paper does not use (no tuning with labels).
@@ -349,19 +349,6 @@ def critic_loss(c_phi, phi, c_mix, parts=False):
 # ACAI's fold of a coefficient drawn on [0, 1] to [0, 0.5]: v -> 0.5 - |v - 0.5| (v > 0.5 becomes 1 - v).
 def fold(v):
     return 0.5 - ops.abs(v - 0.5)
-
-
-def phi_variance(phi_max=1.0, folded=False):
-    """Variance of phi ~ U[0, phi_max], folded or not: the squared error of the best constant predictor of phi,
-    against which the critic's regression error in Eq. (2) is judged (1/12 for U[0, 1], 1/48 folded)."""
-    a = float(phi_max)
-    b = min(a, 0.5) if folded else a
-    m1, m2 = b ** 2 / 2.0, b ** 3 / 3.0                   # integrals of v, v^2 over [0, b] (before 1/a)
-    if folded and a > 0.5:                                # (0.5, a] maps to [1 - a, 0.5)
-        m1 += (0.25 - (1.0 - a) ** 2) / 2.0
-        m2 += (0.125 - (1.0 - a) ** 3) / 3.0
-    m1, m2 = m1 / a, m2 / a
-    return m2 - m1 * m1
 
 
 _ROLE_LOGS = {"ae": ("rec", "adv"), "critic": ("critic_phi", "critic_mix", "phi_var"),
@@ -1000,21 +987,10 @@ class RDC:
         self.embedding = self.embed(x)
         return self
 
-    # --- label-free health figures ----------------------------------------------------------------------------
-    def reconstruction_mse(self, z, block=8192):
-        """Mean squared error of g(z) against the (clean) data, over every pixel and sample, in the units fed."""
-        total = 0.0
-        for i in range(0, self.n, block):
-            x_hat = self.decoder.predict(z[i:i + block], batch_size=1024, verbose=0)
-            total += float(np.sum(np.square(np.asarray(x_hat, np.float64) - self.x[i:i + block])))
-        return total / float(np.prod(self.x.shape))
-
+    # --- label-free health figures (common.health) ---------------------------------------------------------------
     def _health(self, z):
-        out = health.code_health(z)
-        out["rec_mse"] = self.reconstruction_mse(z)
-        if self.cfg.pixel_range == "pm1":
-            out["rec_mse_01"] = out["rec_mse"] / 4.0  # in [0, 1] pixel units, comparable with pixel_range=01
-        return out
+        return health.autoencoder_health(z, self.x, lambda v: self.decoder.predict(v, batch_size=1024, verbose=0),
+                                         self.cfg.pixel_range)
 
     def _phase1_health(self, z):
         """Codes after phase 1; for ACAI also the critic's phi-regression error (mean over the last logged chunk)
@@ -1024,13 +1000,12 @@ class RDC:
         out["ae_steps"], out["critic_steps"] = h.get("ae_steps"), h.get("critic_steps")
         if cfg.autoencoder == "acai":
             last = h["chunks"][-1] if h.get("chunks") else {}
-            out["phi_var"] = phi_variance(cfg.phi_max, cfg.phi_fold)
+            out["phi_var"] = health.uniform_variance(cfg.phi_max, cfg.phi_fold)
             for key in ("critic_phi", "critic_mix", "adv"):
                 out[key] = last.get(key)
             out["phi_var_batch"] = last.get("phi_var")  # the batches' own phi variance, chunk mean
-            out["critic_phi_ratio"] = None if out["critic_phi"] is None else out["critic_phi"] / out["phi_var"]
-        if self.verbose:
-            print("[phase 1 health] " + _health_line(out), flush=True)
+            out["critic_phi_ratio"] = health.error_ratio(out["critic_phi"], out["phi_var"])
+        self._print_health("phase 1", out)
         return out
 
     def _phase2_health(self, z):
@@ -1040,9 +1015,12 @@ class RDC:
         last = h["refreshes"][-1]
         out.update({"tau_first": h["tau"][0], "tau_last": h["tau"][-1], "refreshes": len(h["tau"]),
                     "mean_reliable": last.get("mean_reliable"), "frac_all_reliable": last.get("frac_all_reliable")})
-        if self.verbose:
-            print("[phase 2 health] " + _health_line(out), flush=True)
+        self._print_health("phase 2", out)
         return out
+
+    def _print_health(self, phase, out):
+        if self.verbose:
+            print(f"[{phase} health] " + health.format_line(out, _HEALTH_KEYS), flush=True)
 
     def _augmenter(self, stream):
         return training.augmenter(0.1, 10.0, seed=self.seed, stream=stream) \
@@ -1248,10 +1226,8 @@ class RDC:
         return False
 
 
-def _health_line(h):
-    keys = ("participation_ratio", "top2_share", "median_std", "rec_mse", "rec_mse_01", "critic_phi", "phi_var",
-            "critic_phi_ratio", "ae_steps", "tau_first", "tau_last", "mean_reliable")
-    return "  ".join(f"{k} {h[k]:.4g}" for k in keys if isinstance(h.get(k), (int, float)))
+_HEALTH_KEYS = ("participation_ratio", "top2_share", "median_std", "rec_mse", "rec_mse_01", "critic_phi", "phi_var",
+                "critic_phi_ratio", "ae_steps", "tau_first", "tau_last", "mean_reliable")
 
 
 class _Means:

@@ -73,3 +73,33 @@ def test_scale_invariance_and_degenerate_codes():
             health.participation_ratio(bad)
     with pytest.raises(ValueError):
         health.top_k_share(z, 0)
+
+
+def test_uniform_variance_by_hand():
+    """The best constant predictor's squared error for v ~ U[0, a], folded (0.5 - |v - 0.5|) or not."""
+    assert health.uniform_variance(1.0) == pytest.approx(1 / 12) and health.uniform_variance(1.0, True) == pytest.approx(1 / 48)
+    assert health.uniform_variance(0.5) == pytest.approx(1 / 48) and health.uniform_variance(0.5, True) == pytest.approx(1 / 48)
+    v = (np.arange(400000) + 0.5) / 400000 * 0.75          # midpoint grid of U[0, 0.75], then folded
+    assert health.uniform_variance(0.75, True) == pytest.approx((0.5 - np.abs(v - 0.5)).var(), rel=1e-6)
+    assert health.uniform_variance(0.75) == pytest.approx(0.75 ** 2 / 12)
+    assert health.error_ratio(None, 0.1) is None and health.error_ratio(0.05, 0.1) == pytest.approx(0.5)
+
+
+def test_reconstruction_mse_over_blocks_and_pixel_range():
+    """MSE over every value and sample, blocks of rows summed (not a mean of block means: blocks of 2 and 1 rows
+    would give (1/2 + 4) / 2 here); in [0, 1] units a quarter of the [-1, 1] figure."""
+    x = np.zeros((3, 2, 1, 1))
+    z = np.array([[0.0], [1.0], [2.0]])
+    decode = lambda v: np.repeat(v, 2, axis=1).reshape(-1, 2, 1, 1)  # noqa: E731  row i -> all values i
+    assert health.reconstruction_mse(decode, z, x, block=2) == pytest.approx((0 + 2 + 8) / 6)
+    assert health.reconstruction_mse(decode, z, x) == pytest.approx(10 / 6)
+    codes = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 3.0]])  # 2-D codes whose first column decodes as above
+    h = health.autoencoder_health(codes, x, lambda v: decode(v[:, :1]), pixel_range="pm1")
+    assert h["rec_mse"] == pytest.approx(10 / 6) and h["rec_mse_01"] == pytest.approx(10 / 24) and h["dims"] == 2
+    assert h["participation_ratio"] == health.participation_ratio(codes)
+    assert "rec_mse_01" not in health.autoencoder_health(codes, x, lambda v: decode(v[:, :1]))
+
+
+def test_format_line_keeps_the_given_order_and_numbers_only():
+    h = {"b": 0.123456, "a": 2, "c": None, "d": "text", "e": 1.0}
+    assert health.format_line(h, ("a", "b", "c", "d", "z")) == "a 2  b 0.1235"

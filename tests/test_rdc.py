@@ -459,14 +459,9 @@ def test_interrupted_in_every_phase_gives_the_uninterrupted_result(reference, tm
 
 
 # --- Readings offered as options (issue 25): each changes exactly what it says; defaults unchanged --------------------
-def test_fold_and_phi_variance_by_hand():
+def test_fold_by_hand():  # phi's variance, folded or not: tests/test_health.py (uniform_variance)
     np.testing.assert_allclose(_np(rdc.fold(np.array([0.0, 0.2, 0.5, 0.7, 1.0], "float32"))), [0, 0.2, 0.5, 0.3, 0],
                                atol=1e-7)
-    assert rdc.phi_variance(1.0) == pytest.approx(1 / 12) and rdc.phi_variance(1.0, True) == pytest.approx(1 / 48)
-    assert rdc.phi_variance(0.5) == pytest.approx(1 / 48) and rdc.phi_variance(0.5, True) == pytest.approx(1 / 48)
-    v = (np.arange(400000) + 0.5) / 400000 * 0.75          # midpoint grid of U[0, 0.75], then folded
-    assert rdc.phi_variance(0.75, True) == pytest.approx((0.5 - np.abs(v - 0.5)).var(), rel=1e-6)
-    assert rdc.phi_variance(0.75) == pytest.approx(0.75 ** 2 / 12)
 
 
 def _draws(n=6, **kw):
