@@ -88,7 +88,7 @@ class DeepClusterer:
     # --- the CLI's run() ------------------------------------------------------------------------------------------
     @classmethod
     def prepare_run(cls, data, config):
-        """(x, config, extra constructor kwargs) for one run on a common.datasets.Dataset; default (data.x, config, {})."""
+        """(x, config, extra constructor kwargs) of one run on a Dataset; default (data.x, config, {})."""
         return data.x, config, {}
 
     def run_outputs(self, x):
@@ -109,5 +109,5 @@ class DeepClusterer:
             model.history.setdefault("seconds", time.perf_counter() - t0)
             return model.run_outputs(x)
 
-        run.__doc__ = f"One {cls.__name__} training run for the reproduction CLI (common.estimator.DeepClusterer.make_run)."
+        run.__doc__ = f"One {cls.__name__} training run for the reproduction CLI (DeepClusterer.make_run)."
         return run

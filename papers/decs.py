@@ -1,35 +1,52 @@
 """DECS: Deep Embedding Clustering Driven by Sample Stability.
 
 Cheng, Li, Wang, Qian, IJCAI 2024 (../shared/papers/000_68a3b2d6fc995df3.txt).
-Read top to bottom beside the paper: §3.2 autoencoder (Eq. 2), §3.3 Eqs. (5)-(8), Algorithm 1.
+Read top to bottom beside the paper: §3.2 autoencoder (Eqs. 2-4), §3.3 soft assignment (Eq. 5), Otsu's threshold
+and determinacy (Eq. 6), sample stability (Eq. 7), the loss (Eq. 8), Algorithm 1 (class DECS), §4.4 settings.
 
-Two variants differ where the authors' code differs from the paper:
-  "paper": squared determinacy (Eq. 6), lambda = 0.8 (§4.4), L_c = 1 - mean_i sq_i (Eq. 8), alpha = 1 (§3.4);
-  "code":  |q - t| determinacy, lambda = 0.4, L_c = 1 - (mean_i sq_i + var_i sq_i), alpha = 0.5.
-The paper never states the alpha of its experiments: alpha = 1 appears only as the simplification of §3.4's
-gradient derivation, so the "paper" variant's alpha = 1 is a reading, not a reported setting.
-
-Clustering-stage optimiser (``cluster_optimizer``): §3.4 says the centres and the network are trained "using
-stochastic gradient descent with momentum" but gives no rate; §4.4 says Adam with Keras's defaults for the
-autoencoder, and the authors' code uses Adam(1e-3) for the clustering stage too. We default to the code's Adam
-(the only fully specified choice) and offer ``cluster_optimizer=sgd`` with DEC's SGD settings (lr 0.01,
-momentum 0.9; Xie et al. 2016), since the paper is silent on them.
+Two variants differ where the authors' code differs from the paper (VARIANTS): "paper" (squared determinacy,
+lambda 0.8, L_c = 1 - mean sq, alpha 1) and "code" (``--set variant=code``). Every departure from the paper, and
+every choice where the paper is silent, is a row of DEPARTURES (common.tables.departures_markdown renders them).
 
 Randomness: the augmentation of the clustering stage has its own seed stream, so a run that loads a cached
 autoencoder and one that trains it are the same experiment; both stages resume from checkpoints.
 """
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from common import checkpoint, training
+from common import checkpoint, fitting, training
+from common.estimator import DeepClusterer
+from common.tables import parse_table
 
 VARIANTS = {
     "paper": {"alpha": 1.0, "lam": 0.8},
     "code": {"alpha": 0.5, "lam": 0.4},
 }
+
+# (topic, the paper, the authors' code, ours and the --set option that gives the other)
+DEPARTURES = [
+    ("determinacy (Eq. 6)", "squared: fq = Q^2 / t^2 (Q < 0), Q^2 / (1 - t)^2 (Q >= 0)", "|Q| / t, |Q| / (1 - t)",
+     "paper; `--set variant=code`"),
+    ("lambda of Eq. (7)", "0.8 (§4.4)", "0.4", "paper; `--set variant=code` or `--set lam=0.4`"),
+    ("L_c (Eq. 8)", "1 - mean_i sq_i", "1 - (mean_i sq_i + var_i sq_i)", "paper; `--set variant=code`"),
+    ("alpha of Eq. (5)", "never stated for the experiments; alpha = 1 appears only as the simplification of §3.4's "
+     "gradient derivation", "0.5", "alpha = 1, a reading, not a reported setting; `--set variant=code` or "
+     "`--set alpha=0.5`"),
+    ("clustering-stage optimiser", "§3.4: stochastic gradient descent with momentum, no rate given (§4.4: Adam "
+     "with Keras's defaults for the autoencoder)", "Adam(1e-3) for the clustering stage too",
+     "code (the only fully specified choice); `--set cluster_optimizer=sgd`: DEC's SGD, lr 0.01, momentum 0.9 "
+     "(Xie et al. 2016; `sgd_learning_rate`, `sgd_momentum`)"),
+    ("autoencoder (§3.2, §4.4)", "stride 2 and max pooling after each of four convolutions (cannot fit a 16x16 "
+     "input)", "3x3 stride-1 convolutions (32, 64, 128, 256), ReLU and BatchNorm, max pooling after the first "
+     "three, a linear Dense embedding, a mirrored transposed-convolution decoder", "code; no option"),
+    ("Otsu's threshold t (Eq. 6)", "Otsu's method on the values of q (no more)",
+     "the current batch, a 1000-bin histogram on [0, 1]", "code (paper silent); `--set otsu_bins=...`"),
+    ("augmentation", "random rotation, translation and cropping (§4.4), magnitudes not given",
+     "shift 0.1, rotation 10 degrees, in both stages", "code; `--set augment=false` turns it off"),
+]
 
 # Table 1 of the paper, (ACC, NMI); None where the paper prints a dash. Paper-reported data, not ours.
 _T1_COLS = ("mnist", "mnist-test", "usps", "fmnist", "ytf")
@@ -58,18 +75,8 @@ DECS     .990 .973 .990 .971 .992 .976 .642 .716 .827 .911
 """
 
 
-def _parse_table(text, cols):
-    table = {}
-    for line in text.strip().splitlines():
-        name, *vals = line.split()
-        v = [None if s == "-" else float(s) for s in vals]
-        table[name] = {c: (None if v[2 * i] is None else {"acc": v[2 * i], "nmi": v[2 * i + 1]})
-                       for i, c in enumerate(cols)}
-    return table
-
-
 METHOD = "DECS"
-PAPER_RESULTS = _parse_table(_T1, _T1_COLS)  # PAPER_RESULTS[method][dataset] -> {"acc", "nmi"} or None
+PAPER_RESULTS = parse_table(_T1, _T1_COLS)  # PAPER_RESULTS[method][dataset] -> {"acc", "nmi"} or None
 
 
 # §3.2, §4.4: convolutional autoencoder. The paper's "stride 2 and max pooling after each of four
@@ -221,25 +228,14 @@ class StabilityNet(keras.Model):
         return stability_loss(y_pred, t, self.cfg.lam, self.cfg.variant)
 
 
-class DECS:
+class DECS(DeepClusterer):
     """Algorithm 1: pre-train the autoencoder (Eq. 2), k-means centroids, then minimise L_c (Eq. 8)."""
 
-    def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1, checkpoint_dir=None):
-        self.n_clusters, self.cfg, self.seed, self.verbose = n_clusters, config or Config(), seed, verbose
-        self.cache_dir = cache_dir
-        self.checkpoint = checkpoint.Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        self.history = {}
+    paper, config_class = "decs", Config
 
     def _ae_cache(self, x):
-        """cache_dir/ae_seed<k>_<hash of the AE settings, the code that trains it and the data>, or None."""
-        if self.cache_dir is None:
-            return None
-        key = training.config_hash({**self.cfg.autoencoder_part(), **training.data_fingerprint(x), "seed": self.seed,
-                                    "code": training.code_fingerprint(build_autoencoder, training.augmenter,
-                                                                      training.AutoencoderTrainer,
-                                                                      training.pretrain_autoencoder,
-                                                                      training.shuffled_batches)})
-        return f"{self.cache_dir}/ae_seed{self.seed}_{key}.weights.h5"
+        """The autoencoder's cache (keyed by its settings, data, seed, numerics), or None."""
+        return self.cache_path("ae", self.cfg.autoencoder_part(), x)
 
     def _optimizer(self):
         cfg = self.cfg
@@ -259,9 +255,8 @@ class DECS:
             learning_rate=cfg.learning_rate, augment=training.augmenter(seed=self.seed) if cfg.augment else None,
             cache=self._ae_cache(x), seed=self.seed, verbose=self.verbose)
         # Line 2: centroids m by k-means on the embedding.
-        z0 = self.encoder.predict(x, batch_size=1024, verbose=0)
-        centers, km_labels = training.kmeans(z0, self.n_clusters, cfg.kmeans_n_init, self.seed)
-        self.kmeans_labels_ = km_labels
+        z0 = self.embed(x)
+        centers, self.kmeans_labels_ = training.kmeans(z0, self.n_clusters, cfg.kmeans_n_init, self.seed)
         # Lines 3-8: minimise L_c over encoder weights and m, batch 256 in fixed order.
         augment = training.augmenter(seed=self.seed, stream=1) if cfg.augment else None
         self.net = StabilityNet(self.encoder, centers, cfg, augment)
@@ -269,7 +264,7 @@ class DECS:
         self.net(x[:2])
         chunk = min(cfg.log_every, cfg.cluster_iters)
         epochs = cfg.cluster_iters // chunk if chunk else 0
-        logger = training.EvalLogger(self.predict, x, y, chunk) if y is not None else None
+        logger = fitting.EvalLogger(self.predict, x, y, chunk) if y is not None else None
         fit = checkpoint.resumable_fit(
             self.net, lambda e: training.fixed_order_batches(x, cfg.batch_size, e * chunk), phase="cluster", unit="iteration",
             epochs=epochs, steps_per_epoch=chunk, checkpoint=self.checkpoint, callbacks=[logger] if logger else [],
@@ -282,9 +277,6 @@ class DECS:
             self.history["cluster"]["eval"] = logger.log
         return self
 
-    def embed(self, x):
-        return self.encoder.predict(x, batch_size=1024, verbose=0)
-
     def predict_proba(self, x):
         return ops.convert_to_numpy(soft_assignment(self.embed(x), self.net.centers, self.cfg.alpha))
 
@@ -292,11 +284,10 @@ class DECS:
         """Line 9: cluster assignment = argmax_j q_ij (the final iterate)."""
         return np.argmax(self.predict_proba(x), axis=1)
 
+    def run_outputs(self, x):
+        return {"labels": self.predict(x), "embedding": self.embed(x),
+                "centers": ops.convert_to_numpy(self.net.centers), "kmeans_labels": self.kmeans_labels_,
+                "history": self.history}
 
-def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
-    """One training run for the reproduction CLI: returns labels, embedding, centres and history."""
-    model = DECS(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose,
-                 checkpoint_dir=checkpoint_dir).fit(data.x, data.y)
-    z = model.embed(data.x)
-    return {"labels": model.predict(data.x), "embedding": z, "centers": ops.convert_to_numpy(model.net.centers),
-            "kmeans_labels": model.kmeans_labels_, "history": model.history}
+
+run = DECS.make_run()  # one training run for the reproduction CLI: labels, embedding, centres, history

@@ -273,3 +273,23 @@ def test_fit_rejects_non_finite_images():
     with pytest.raises(ValueError):
         decs.DECS(3, decs.Config(ae_epochs=1, cluster_iters=2, log_every=2), verbose=0).fit(
             np.full((4, 16, 16, 1), np.nan, "float32"))
+
+
+def test_autoencoder_cache_key_is_settings_data_seed_and_numerics(tmp_path, monkeypatch):
+    """The AE cache is keyed by its settings, the data, the seed and golden.numerics_version('decs'); not by the
+    clustering stage's settings or the logging interval."""
+    from common import golden
+
+    version = {"decs": "n1"}
+    monkeypatch.setattr(golden, "numerics_version", lambda paper: version[paper])
+    x = np.zeros((20, 16, 16, 1), "float32")
+    key = lambda cfg=None, seed=0, data=x: decs.DECS(2, cfg or decs.Config(ae_epochs=1), seed=seed,  # noqa: E731
+                                                     cache_dir=tmp_path)._ae_cache(data)
+    before = key()
+    assert before.parent == tmp_path and before.name.startswith("ae_seed0_")
+    assert key(data=x + 0.5) != before and key(seed=1) != before
+    assert key(decs.Config(ae_epochs=2)) != before and key(decs.Config(ae_epochs=1, augment=False)) != before
+    assert key(decs.Config(ae_epochs=1, cluster_iters=20, log_every=10, variant="code")) == before
+    version["decs"] = "n2"
+    assert key() != before
+    assert decs.DECS(2, decs.Config())._ae_cache(x) is None
