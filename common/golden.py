@@ -3,6 +3,7 @@
     python -m common.golden check [paper ...]     # recompute and compare with tests/golden/<paper>.json
     python -m common.golden update [paper ...]    # after a code change: record today's outputs / code fingerprint
     python -m common.golden verify PAPER COMMIT    # list the fingerprint of an older commit whose outputs are today's
+    python -m common.golden verify-results PAPER [RESULT.json ...]   # verify older results' own settings
 
 A case is the paper's ``smoke`` budget on 60 synthetic images (3 blobs, seed 0), seed 0, the CPU, TensorFlow, run
 through the module's own ``run()`` as the CLI runs it. Its outputs: the labels, every loss curve of the history, and
@@ -22,6 +23,13 @@ whose golden outputs equal them: ``update`` adds today's fingerprint when today'
 tolerance, and otherwise replaces the outputs and starts a new list. A result file made by code whose fingerprint is
 in the list is current (``common.report.provenance_issue``): a refactor that keeps the golden outputs keeps every
 result current; one that changes them marks that paper's results as made by older code.
+
+Verified settings (``verify-results``): a result of older code is also current when its own settings give today's
+numbers. Its settings are its recorded config less the budget keys (any profile's) and the module's LOGGING_KEYS;
+one golden case with them (smoke budget, synthetic data named after its data set) is run with the code of its commit
+and with today's (settings the result lacks take today's defaults), once per (commit, data set, settings); when the
+outputs are not "changed", ``verified_settings[fingerprint][settings_hash]`` records it. ``update`` keeps these
+while the outputs are kept and drops them when they change (they compared with the code before the change).
 """
 import hashlib
 import json
@@ -51,12 +59,12 @@ CASES = {
 DATASET_NAME = {"decs": "usps", "dekm": "usps", "dcss": "usps", "saip": "mnist-test", "rdc": "fmnist"}
 
 
-def synthetic(size, n=60, k=3, seed=0):
-    """n images (size x size x 1) in [0, 1] around k random prototypes; labels i % k."""
+def synthetic(size, n=60, k=3, seed=0, noise=0.15):
+    """n images (size x size x 1) in [0, 1] around k random prototypes; labels i % k (also tests/conftest.blobs)."""
     rng = np.random.default_rng(seed)
     protos = rng.uniform(size=(k, size, size, 1))
     y = np.arange(n) % k
-    x = np.clip(protos[y] + 0.15 * rng.normal(size=(n, size, size, 1)), 0, 1).astype("float32")
+    x = np.clip(protos[y] + noise * rng.normal(size=(n, size, size, 1)), 0, 1).astype("float32")
     return x, y.astype(np.int64), k
 
 
@@ -90,8 +98,9 @@ def loss_curves(history, prefix=""):
     return out
 
 
-def run_case(paper, overrides, size):
-    """Runs one golden case in this process; returns its outputs (JSON-able)."""
+def run_case(paper, overrides, size, dataset=None):
+    """Runs one golden case in this process; returns its outputs (JSON-able). ``dataset``: the name the synthetic
+    data carry (default DATASET_NAME[paper]); a module reads per-data-set settings by it."""
     import keras
 
     from common import cli, setup
@@ -100,7 +109,7 @@ def run_case(paper, overrides, size):
     x, y, k = synthetic(size)
     from common.datasets import Dataset
 
-    data = Dataset(x=x, y=y, n_clusters=k, name=DATASET_NAME[paper])
+    data = Dataset(x=x, y=y, n_clusters=k, name=dataset or DATASET_NAME[paper])
     config, _ = cli.make_config(module, "smoke", dict(overrides))
     setup.seed_everything(0)
     out = module.run(data, config, 0, cache_dir=None, verbose=0)
@@ -195,8 +204,12 @@ def update(paper):
         record = {**saved, "fingerprints": fps, "outputs": {**saved["outputs"], sig: {**outs, **mine}}}
         msg = f"{paper}: outputs kept on {sig}; fingerprint {fp} listed ({len(fps)} in all)"
     else:
-        record = {**saved, "fingerprints": [fp], "outputs": {sig: outs}}
-        msg = f"{paper}: outputs CHANGED on {sig}; results of older code are now marked older; other machines' recordings dropped"
+        # today's numerics changed: what was verified against the code before ("older code == today's code") no
+        # longer holds, so the older fingerprints' verifications go with the list
+        record = {k: v for k, v in saved.items() if k not in ("verified_settings", "verified_older_code")}
+        record = {**record, "fingerprints": [fp], "outputs": {sig: outs}}
+        msg = (f"{paper}: outputs CHANGED on {sig}; results of older code are now marked older; other machines' "
+               "recordings and the verified settings dropped")
     record["command"] = "python -m common.golden update " + paper
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
     golden_path(paper).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -240,6 +253,212 @@ def verify_commit(paper, commit):
     return f"{paper} at {commit} ({got['fp']}): listed, {verdicts}"
 
 
+RESULTS_DIR = ROOT / "results"
+RESULT_MARK = "GOLDEN-CASES "  # the line of a worktree's output that carries its outputs
+
+
+def budget_keys(module):
+    """The keys any of the module's profiles sets (epochs, iterations, their log intervals, subset_per_class): a
+    run's budget, and what the smoke budget of a settings verification sets."""
+    return sorted({k for budget in getattr(module, "PROFILES", {}).values() for k in budget})
+
+
+def result_settings(module, config):
+    """A result's settings: its recorded config less the budget keys (``budget_keys``) and the keys the module
+    declares as changing the logs only (a module-level tuple LOGGING_KEYS, if any)."""
+    drop = set(budget_keys(module)) | set(getattr(module, "LOGGING_KEYS", ()))
+    return {k: v for k, v in sorted(config.items()) if k not in drop}
+
+
+def settings_hash(settings, dataset):
+    """Key of verified settings: training.config_hash of the settings and the data set's name (modules read
+    per-data-set values by it: SAIP's Table II row, R-DC's Table 2, DEKM's COIL-20 size)."""
+    from common import training
+
+    return training.config_hash({"dataset": dataset, "settings": settings})
+
+
+def settings_verified(run):
+    """The tests/golden/<paper>.json ``verified_settings`` entry under ``run``'s code fingerprint and the hash of
+    its settings on its data set (``verify_results``), or None. Reads the golden file; imports the paper module
+    only when that fingerprint has entries."""
+    fp = (run.get("git") or {}).get("code_fingerprint")
+    saved = load(run.get("paper")) if run.get("paper") in CASES else None
+    entries = ((saved or {}).get("verified_settings") or {}).get(fp)
+    if not entries or not isinstance(run.get("config"), dict):
+        return None
+    module = registry.load_paper(run["paper"])
+    return entries.get(settings_hash(result_settings(module, run["config"]), run.get("dataset")))
+
+
+def run_cases(paper, cases):
+    """[outputs, or {"error": why}] of golden cases ``[{"dataset", "settings"}]`` run in this process with this
+    checkout's code: the smoke budget with the settings as --set overrides, on the paper's synthetic data named
+    after the data set."""
+    size = CASES[paper][0][2]
+    out = []
+    for case in cases:
+        try:
+            out.append(run_case(paper, case["settings"], size, case["dataset"]))
+        except Exception as e:  # an option the code cannot run: not verified, the other cases go on
+            out.append({"error": f"{type(e).__name__}: {e}"})
+    return out
+
+
+def run_cases_at_commit(paper, commit, cases):
+    """(code fingerprint, ``run_cases`` outputs) with the code of ``commit`` (a temporary git worktree, today's
+    golden/setup/registry modules copied in, as ``verify_commit``); (None, [{"error"}] * n) when it cannot run."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    wt = Path(tempfile.mkdtemp(prefix="golden-")) / "wt"
+    add = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(wt), commit],
+                         capture_output=True, text=True)
+    if add.returncode:
+        return None, [{"error": f"no worktree for {commit}: {add.stderr.strip()}"}] * len(cases)
+    try:
+        for name in ("golden.py", "setup.py", "registry.py"):
+            shutil.copy(ROOT / "common" / name, wt / "common" / name)
+        code = ("import json, sys; from common import golden, registry; p = sys.argv[1]; "
+                "outs = golden.run_cases(p, json.loads(sys.stdin.read())); "
+                "print(golden.RESULT_MARK + json.dumps({'fp': registry.code_version(registry.load_paper(p)), "
+                "'outs': outs}))")
+        proc = subprocess.run([sys.executable, "-c", code, paper], cwd=wt, input=json.dumps(cases),
+                              capture_output=True, text=True)
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)], check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if proc.returncode or not lines:
+        why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, [{"error": f"the code of {commit[:7]} failed (exit {proc.returncode}): {why}"}] * len(cases)
+    got = json.loads(lines[-1][len(RESULT_MARK):])
+    return got["fp"], got["outs"]
+
+
+def settings_diff(module, settings):
+    """How ``settings`` differ from today's defaults (today's Config as the smoke profile makes it, values it fills
+    in __post_init__ included): 'key=value' for each other value, 'key=value (not in today's Config)', 'key not
+    recorded (today value)' for a setting the result's code did not have."""
+    import dataclasses
+
+    from common import cli
+
+    defaults = json.loads(json.dumps(dataclasses.asdict(cli.make_config(module, "smoke", {})[0])))
+    drop = set(budget_keys(module)) | set(getattr(module, "LOGGING_KEYS", ()))
+    out = [f"{k}={v}" + ("" if k in defaults else " (not in today's Config)")
+           for k, v in settings.items() if k not in defaults or defaults[k] != v]
+    out += [f"{k} not recorded (today {v})" for k, v in defaults.items() if k not in settings and k not in drop]
+    return ", ".join(out) or "today's defaults"
+
+
+def _result_records(paper, paths):
+    """[(path, record)] of ``paper``'s result files: ``paths`` (each must be one; UsageError otherwise), default
+    every seed*.json under results/<paper>/ that is a result file (paper, git, config)."""
+    explicit = paths is not None
+    paths = [Path(p) for p in paths] if explicit else sorted((RESULTS_DIR / paper).rglob("seed*.json"))
+    out = []
+    for path in paths:
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            if explicit:
+                raise registry.UsageError(f"cannot read result file {path}: {e}") from None
+            continue
+        if not (isinstance(run, dict) and "git" in run and "config" in run and run.get("paper") == paper):
+            if explicit:
+                raise registry.UsageError(f"{path} is not a result file of {paper} (paper, git, config)")
+            continue
+        out.append((path, run))
+    return out
+
+
+def verify_results(paper, paths=None, verbose=True):
+    """Verifies the settings of ``paper``'s result files made by older code (fingerprint not listed, a commit, no
+    uncommitted changes): grouped by (commit, data set, settings: ``result_settings``), each group runs one golden
+    case (smoke budget, its settings as overrides, synthetic data named after its data set) with the code of its
+    commit and with today's code (keys the result's config lacks take today's defaults). When no group of a
+    (fingerprint, settings) pair gives "changed" (or fails), tests/golden/<paper>.json's ``verified_settings``
+    [fingerprint][settings_hash] records it (``verdicts`` per commit), and common.report counts those results as
+    current; a failing commit removes an earlier entry. Needs today's code listed in the golden file. Returns one
+    dict per group (commit, fingerprint, dataset, settings, diff, files, verdict)."""
+    module = registry.load_paper(paper)
+    today = registry.code_version(module)
+    saved = load(paper)
+    if saved is None:
+        raise registry.UsageError(f"no {golden_path(paper)}")
+    if today not in saved["fingerprints"]:
+        raise registry.UsageError(f"today's code ({today}) is not listed in {golden_path(paper)}: "
+                                  f"run `python -m common.golden check {paper}` / `update {paper}` first (a "
+                                  "verification compares with today's listed code)")
+    listed = set(saved["fingerprints"]) | {today}
+    groups = {}
+    for path, run in _result_records(paper, paths):
+        git = run.get("git") or {}
+        fp = git.get("code_fingerprint")
+        if fp in listed or not git.get("commit") or git.get("dirty") or not isinstance(run.get("config"), dict):
+            continue  # current already, or not verifiable (report.provenance_issue says why)
+        settings = result_settings(module, run["config"])
+        h = settings_hash(settings, run.get("dataset"))
+        group = groups.setdefault((git["commit"], fp, run.get("dataset"), h), {
+            "commit": git["commit"], "fingerprint": fp, "dataset": run.get("dataset"), "settings": settings,
+            "hash": h, "diff": settings_diff(module, settings), "files": []})
+        group["files"].append(str(path))
+    verified = saved.get("verified_settings") or {}
+    todo = [g for g in groups.values()
+            if g["commit"] not in verified.get(g["fingerprint"], {}).get(g["hash"], {}).get("verdicts", {})]
+    for g in groups.values():
+        if g not in todo:
+            g["verdict"] = "already verified: " + verified[g["fingerprint"]][g["hash"]]["verdicts"][g["commit"]]
+    todays = {}
+    for commit in dict.fromkeys(g["commit"] for g in todo):
+        mine = [g for g in todo if g["commit"] == commit]
+        fp, olds = run_cases_at_commit(paper, commit, [{"dataset": g["dataset"], "settings": g["settings"]}
+                                                       for g in mine])
+        for g, old in zip(mine, olds):
+            key = (g["dataset"], g["hash"])
+            if key not in todays:
+                todays[key] = run_cases(paper, [{"dataset": g["dataset"], "settings": g["settings"]}])[0]
+            new = todays[key]
+            if "error" in old:
+                g["verdict"] = f"changed: not run with the code of {commit[:7]}: {old['error']}"
+            elif fp != g["fingerprint"]:
+                g["verdict"] = f"changed: the code of {commit[:7]} has fingerprint {fp}, the result {g['fingerprint']}"
+            elif "error" in new:
+                g["verdict"] = f"changed: not run with today's code: {new['error']}"
+            else:
+                g["verdict"] = compare(old, new)
+            if verbose:
+                print(format_group(g), flush=True)
+    # record: a (fingerprint, settings) pair is verified while every commit run with it gave today's outputs
+    saved = load(paper)
+    before = saved.get("verified_settings") or {}
+    record = json.loads(json.dumps(before))
+    for g in todo:
+        if not g["verdict"].startswith("changed"):
+            entry = record.setdefault(g["fingerprint"], {}).setdefault(
+                g["hash"], {"dataset": g["dataset"], "settings": g["settings"], "verdicts": {}})
+            entry["verdicts"][g["commit"]] = g["verdict"]
+            entry["against"] = today
+    for g in todo:  # a pair with a failing commit is not verified, whichever commit came first
+        if g["verdict"].startswith("changed"):
+            record.get(g["fingerprint"], {}).pop(g["hash"], None)
+    record = {fp: entries for fp, entries in record.items() if entries}
+    if record != before:
+        saved = {k: v for k, v in saved.items() if k != "verified_settings"}
+        if record:
+            saved["verified_settings"] = record
+        golden_path(paper).write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
+    return sorted(groups.values(), key=lambda g: (g["commit"], g["dataset"] or "", g["diff"]))
+
+
+def format_group(g):
+    """One line per group of ``verify_results``: commit, data set, settings against today's defaults, verdict."""
+    n = len(g["files"])
+    return (f"{g['commit'][:7]} ({g['fingerprint']}) {g['dataset']} [{g['diff']}] ({n} result file{'s' * (n > 1)}): "
+            f"{g['verdict']}")
+
+
 def numerics_version(paper):
     """What a cache key holds for the code: the first fingerprint listed in tests/golden/<paper>.json when today's
     code is listed there (code whose golden outputs are today's), else today's code fingerprint. A refactor that
@@ -259,9 +478,26 @@ def main(argv=None):
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m common.golden", description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["check", "update", "verify"])
-    ap.add_argument("papers", nargs="*", help="default: every paper (verify: PAPER COMMIT)")
+    ap.add_argument("command", choices=["check", "update", "verify", "verify-results"])
+    ap.add_argument("papers", nargs="*",
+                    help="default: every paper (verify: PAPER COMMIT; verify-results: PAPER [RESULT.json ...])")
     args = ap.parse_args(argv)
+    if args.command == "verify-results":
+        if not args.papers or args.papers[0] not in CASES:
+            print(f"error: verify-results takes PAPER [RESULT.json ...]; papers: {', '.join(CASES)}", file=sys.stderr)
+            return 2
+        try:
+            groups = verify_results(args.papers[0], args.papers[1:] or None)
+        except registry.UsageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for g in groups:
+            if g["verdict"].startswith("already"):
+                print(format_group(g), flush=True)
+        ok = sum(not g["verdict"].startswith("changed") for g in groups)
+        print(f"{args.papers[0]}: {len(groups)} group(s) of older-code results, {ok} verified "
+              f"(tests/golden/{args.papers[0]}.json verified_settings)")
+        return 0
     if args.command == "verify":
         if len(args.papers) != 2 or args.papers[0] not in CASES:
             print("error: verify takes PAPER COMMIT", file=sys.stderr)

@@ -47,7 +47,9 @@ def provenance_issue(run):
     """Why a result may not come from today's numerics, or None: no commit recorded, uncommitted changes, or code
     whose golden outputs differ from today's. A result is current when the code that made it is today's code or
     code whose golden runs gave today's outputs (its fingerprint is listed in tests/golden/<paper>.json:
-    common.golden), so a refactor that keeps the golden outputs keeps the result current."""
+    common.golden), so a refactor that keeps the golden outputs keeps the result current; or when its own settings
+    were verified to give today's outputs with its code (its fingerprint and settings in that file's
+    verified_settings: ``python -m common.golden verify-results``). Reads files only, runs nothing."""
     from common import golden
 
     git = run.get("git") or {}
@@ -56,7 +58,8 @@ def provenance_issue(run):
     if git.get("dirty"):
         return f"made with uncommitted changes on {git['commit'][:7]}"
     fp = git.get("code_fingerprint")
-    if fp != code_version(run["paper"]) and fp not in golden.current_fingerprints(run["paper"]):
+    if (fp != code_version(run["paper"]) and fp not in golden.current_fingerprints(run["paper"])
+            and not golden.settings_verified(run)):
         return f"made by older code ({git['commit'][:7]}): its golden outputs differ from today's code"
     return None
 
@@ -448,12 +451,32 @@ def budgets_block():
 
 
 def load_note(run):
-    """'load a → b' (1-minute load average at start and end) or 'load not recorded'; the machine has 2 cores, so a
-    load above 2 means the run shared them."""
+    """'load a → b' (1-minute load average at start and end) or 'load not recorded' (``shared_cpu`` reads it)."""
     la = run.get("load_average")
     if not la:
         return "load not recorded"
     return f"load {la['start'][0]:.1f} → {la['end'][0]:.1f}"
+
+
+def own_threads(run):
+    """The threads a run keeps busy: the CPU cores its machine had (TensorFlow's op pools use every core), from its
+    environment's ``cpu.cores`` or, in older files, its device 'cpu:<n> cores'; None when neither is recorded."""
+    env = run.get("environment") or {}
+    cores = (env.get("cpu") or {}).get("cores")
+    if not cores:
+        m = re.fullmatch(r"cpu:(\d+) cores", str(env.get("device", "")))
+        cores = int(m.group(1)) if m else None
+    return cores
+
+
+def shared_cpu(run):
+    """Whether other jobs shared the CPU with ``run``: its 1-minute load average (start or end) above its own
+    threads + 0.5 (a job on every core keeps the load near the core count by itself). None when the load or the
+    cores were not recorded."""
+    la, threads = run.get("load_average"), own_threads(run)
+    if not la or not threads:
+        return None
+    return max(la["start"][0], la["end"][0]) > threads + 0.5
 
 
 def resumed(run):
@@ -515,14 +538,15 @@ def main_command_line(out=ROOT / "results"):
         return f"`./reproduce.sh {paper} {ds}` ({prof}, {seeds_text}): no committed runs to time."
     walls = [run_wall(r) for r in runs]
     loads = sorted({load_note(r) for r in runs})
-    shared = any(r.get("load_average") and max(r["load_average"]["start"][0], r["load_average"]["end"][0]) > 2
-                 for r in runs)
+    shared = any(shared_cpu(r) for r in runs)
     overlap = [overlapping(r, out) for r in runs]
     when = ("measured while other jobs shared the CPU" if shared else
             f"the load was not recorded, but other committed runs ran at the same time ({', '.join(map(str, overlap))} "
             f"per seed, from the result files' finish and wall times), so the CPU was shared"
             if "load not recorded" in loads and any(overlap) else
-            "the load was not recorded" if "load not recorded" in loads else "measured on a quiet machine")
+            "the load was not recorded" if "load not recorded" in loads else
+            "the machine's cores were not recorded" if any(shared_cpu(r) is None for r in runs) else
+            "measured on a quiet machine")
     spread = (f"{duration(walls[0])}" if len(walls) == 1 else
               f"{duration(sum(walls))} in all, {duration(min(walls))}–{duration(max(walls))} per seed")
     return (f"`./reproduce.sh {paper} {ds}` ({prof}, {seeds_text}): {spread} "

@@ -50,11 +50,12 @@ def has_data(*rels):
 
 
 def blobs(n, k, size, seed=0, noise=0.15):
-    """n images (size x size x 1) around k random prototypes, labels i % k."""
-    rng = np.random.default_rng(seed)
-    protos = rng.uniform(size=(k, size, size, 1))
-    y = np.arange(n) % k
-    return np.clip(protos[y] + noise * rng.normal(size=(n, size, size, 1)), 0, 1).astype("float32"), y
+    """n images (size x size x 1) around k random prototypes, labels i % k: the golden runs' data
+    (common.golden.synthetic)."""
+    from common import golden
+
+    x, y, _ = golden.synthetic(size, n=n, k=k, seed=seed, noise=noise)
+    return x, y
 
 
 def fit_with_and_without_labels(fit, x, y):

@@ -496,3 +496,50 @@ def test_readme_links_every_docs_page():
 def test_generated_blocks_are_current():
     """python -m common.report on the committed files changes nothing (run it after a new result or code change)."""
     assert report.stale_pages() == []
+
+
+def test_provenance_current_when_the_runs_fingerprint_and_settings_were_verified(tmp_path, monkeypatch):
+    """verified_settings[fingerprint][hash of settings and data set] makes a result of older code current; another
+    option, another fingerprint or another data set stays older; the budget is not part of the settings."""
+    import dataclasses
+
+    from common import cli, golden
+    from papers import decs
+
+    monkeypatch.setattr(golden, "GOLDEN_DIR", tmp_path)
+    cfg = lambda profile, **over: dataclasses.asdict(cli.make_config(decs, profile, over)[0])  # noqa: E731
+    h = golden.settings_hash(golden.result_settings(decs, cfg("quick")), "usps")
+    (tmp_path / "decs.json").write_text(json.dumps({"paper": "decs", "fingerprints": [report.code_version("decs")],
+                                                    "outputs": {}, "verified_settings": {"oldfp": {h: {
+                                                        "verdicts": {"a" * 40: "identical"}}}}}))
+
+    def run(fp="oldfp", dataset="usps", profile="quick", **over):
+        return {**_run(), "dataset": dataset, "profile": profile, "config": cfg(profile, **over),
+                "git": {"commit": "a" * 40, "dirty": False, "code_fingerprint": fp}}
+
+    assert report.provenance_issue(run()) is None
+    assert report.provenance_issue(run(profile="paper")) is None                    # another budget, same settings
+    assert report.provenance_issue(run(log_every=250)) is None                      # a budget key, overridden
+    assert "older code (aaaaaaa)" in report.provenance_issue(run(variant="code"))   # its settings not verified
+    assert "older code" in report.provenance_issue(run(fp="otherfp"))              # another code's verification
+    assert "older code" in report.provenance_issue(run(dataset="mnist"))           # per-data-set values differ
+    assert "older code" in report.provenance_issue({**run(), "config": None})
+
+
+def test_a_job_on_every_core_is_not_a_shared_cpu(tmp_path):
+    """A 2-thread job keeps the load near 2 by itself: up to its threads + 0.5 the CPU counts as its own."""
+    def run(load, cores=None, device="cpu:2 cores"):
+        env = {"device": device, **({"cpu": {"cores": cores}} if cores else {})}
+        return _run(profile="paper", wall_seconds=1500.0, environment=env,
+                    load_average={"start": [1.0, 1.0, 1.0], "end": [load, 1.0, 1.0]})
+
+    assert report.shared_cpu(run(2.3)) is False and report.shared_cpu(run(2.6)) is True   # cores from the device
+    assert report.shared_cpu(run(4.2, cores=4, device="cpu:4 cores")) is False
+    assert report.shared_cpu(run(2.6, cores=2, device="gpu:x")) is True
+    assert report.shared_cpu(_run()) is None and report.shared_cpu(run(2.0, device="gpu:x")) is None
+    folder = tmp_path / "decs" / "usps" / "paper"
+    folder.mkdir(parents=True)
+    (folder / "seed0.json").write_text(json.dumps(run(2.3)))
+    assert "measured on a quiet machine" in report.main_command_line(tmp_path)
+    (folder / "seed0.json").write_text(json.dumps(run(2.6)))
+    assert "measured while other jobs shared the CPU" in report.main_command_line(tmp_path)
