@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from common import metrics
-from papers.rdc import RDC, Config, _kmeans, knn_exact
+from common.clustering import kmeans
+from papers.rdc import RDC, Config, knn_exact
 
 
 # Figs. 2 and 16 (§1.2.1, §4.2.2): the "feature twist" on 2-D data with four curved clusters. The paper gives no
@@ -39,7 +40,7 @@ def latent_scores(x, z, y, k=10, seed=0):
     and the share of each point's k nearest codes with its label."""
     from sklearn.manifold import trustworthiness
 
-    _, pred = _kmeans(z, len(np.unique(y)), 10, seed)
+    _, pred = kmeans(z, len(np.unique(y)), 10, seed, threads=1)
     _, nn = knn_exact(z, k)
     return {"kmeans_acc": metrics.acc(y, pred), "trustworthiness": float(trustworthiness(x, z, n_neighbors=k)),
             "knn_agreement": float(np.mean(np.asarray(y)[nn] == np.asarray(y)[:, None]))}

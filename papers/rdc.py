@@ -108,127 +108,105 @@ Cost (measured on the 2-core CPU under load, 70,000 10-D codes): the in-graph se
 scores + top_k) is ~140 ms, i.e. of the order of the autoencoder step itself; the exact k-NN of a full refresh
 (scikit-learn, brute force) is ~30 s. ``refresh_every`` trades refresh cost against freshness of tau.
 """
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers, ops
-from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
-from threadpoolctl import threadpool_limits
 
-from common import checkpoint, golden, health, metrics, results, training
+from common import checkpoint, clustering, health, metrics, nets, results, training
+from common.estimator import DeepClusterer
+from common.tables import parse_table
 
 # ---------------------------------------------------------------------------------------------------------------
 # Paper-reported numbers: ACC, F1 macro, F1 micro in % (Tables 3, 4, 5), as fractions; R-DC reports no NMI.
-# Data copied from the paper, not ours. One row per line, columns separated by "|" (method names contain spaces).
+# Data copied from the paper, not ours. One row per line: the name, then the columns separated by "|"
+# (common.tables.parse_table; method names contain spaces).
 # OCR note: Table 3's DDC-UCO FMNIST F1-macro is printed "44,2" (= 44.2).
 _T3 = """
-# method       | cifar10 ACC F1-macro F1-micro | fmnist ACC F1-macro F1-micro
-FINCH          | 48.2 45.2 48.2 | 52.5 49.1 52.5
-VADE           | 20.3 18.8 20.3 | 59.6 59.4 59.6
-AE + K-means   | 52.7 51.4 52.7 | 53.2 50.7 53.2
-DEC            | 51.4 49.9 51.4 | 51.9 50.0 51.9
-IDEC           | 50.3 48.4 50.3 | 53.9 50.2 53.9
-PSSC           | 23.3 22.0 23.3 | 56.6 54.9 56.6
-CC             | 37.8 37.2 37.8 | 42.5 42.6 42.5
-DDC-UCO        | 33.8 19.8 33.8 | 49.9 44.2 31.4
-DynAE          | 56.9 55.6 56.9 | 59.5 58.8 59.4
-R-DC           | 60.1 59.3 60.1 | 66.6 65.7 66.6
+# method       cifar10 ACC F1-macro F1-micro | fmnist ACC F1-macro F1-micro
+FINCH          48.2 45.2 48.2 | 52.5 49.1 52.5
+VADE           20.3 18.8 20.3 | 59.6 59.4 59.6
+AE + K-means   52.7 51.4 52.7 | 53.2 50.7 53.2
+DEC            51.4 49.9 51.4 | 51.9 50.0 51.9
+IDEC           50.3 48.4 50.3 | 53.9 50.2 53.9
+PSSC           23.3 22.0 23.3 | 56.6 54.9 56.6
+CC             37.8 37.2 37.8 | 42.5 42.6 42.5
+DDC-UCO        33.8 19.8 33.8 | 49.9 44.2 31.4
+DynAE          56.9 55.6 56.9 | 59.5 58.8 59.4
+R-DC           60.1 59.3 60.1 | 66.6 65.7 66.6
 """
 _T4 = """
-# method       | vesselmnist3d ACC F1-macro F1-micro | pneumoniamnist ACC F1-macro F1-micro
-FINCH          | 83.5 45.5 83.5 | 51.8 37.0 51.8
-VADE           | 84.6 46.6 84.6 | 71.8 68.9 71.8
-AE + K-means   | 85.3 46.0 85.3 | 61.4 58.6 61.4
-DEC            | 81.1 47.9 81.1 | 59.4 57.1 59.4
-IDEC           | 81.8 46.8 81.8 | 66.7 66.1 66.7
-PSSC           | 72.4 44.5 72.4 | 81.1 77.7 81.1
-CC             | 88.7 47.0 88.7 | 53.4 52.8 53.4
-DDC-UCO        | 57.4 40.2 57.4 | 74.4 69.6 74.4
-DynAE          | 86.2 46.2 86.2 | 62.1 58.8 62.1
-R-DC           | 88.2 46.9 88.2 | 86.7 83.4 86.7
+# method       vesselmnist3d ACC F1-macro F1-micro | pneumoniamnist ACC F1-macro F1-micro
+FINCH          83.5 45.5 83.5 | 51.8 37.0 51.8
+VADE           84.6 46.6 84.6 | 71.8 68.9 71.8
+AE + K-means   85.3 46.0 85.3 | 61.4 58.6 61.4
+DEC            81.1 47.9 81.1 | 59.4 57.1 59.4
+IDEC           81.8 46.8 81.8 | 66.7 66.1 66.7
+PSSC           72.4 44.5 72.4 | 81.1 77.7 81.1
+CC             88.7 47.0 88.7 | 53.4 52.8 53.4
+DDC-UCO        57.4 40.2 57.4 | 74.4 69.6 74.4
+DynAE          86.2 46.2 86.2 | 62.1 58.8 62.1
+R-DC           88.2 46.9 88.2 | 86.7 83.4 86.7
 """
 _T5 = """
-# method       | breastmnist ACC F1-macro F1-micro | bloodmnist ACC F1-macro F1-micro
-FINCH          | 60.6 46.2 60.6 | 40.2 38.5 40.2
-VADE           | 53.9 52.9 53.9 | 40.6 35.5 40.6
-AE + K-means   | 59.5 56.4 59.5 | 44.6 42.1 44.6
-DEC            | 55.5 53.6 55.5 | 42.2 40.3 42.2
-IDEC           | 59.8 56.8 59.8 | 44.9 42.3 44.9
-PSSC           | 68.0 63.6 68.0 | 43.2 41.7 43.2
-CC             | 57.1 41.6 57.1 | 43.4 42.5 43.4
-DDC-UCO        | 60.2 58.6 60.2 | 45.6 35.9 26.4
-DynAE          | 63.8 60.3 63.8 | 46.3 43.4 46.3
-R-DC           | 66.7 62.8 66.7 | 59.1 55.6 59.1
+# method       breastmnist ACC F1-macro F1-micro | bloodmnist ACC F1-macro F1-micro
+FINCH          60.6 46.2 60.6 | 40.2 38.5 40.2
+VADE           53.9 52.9 53.9 | 40.6 35.5 40.6
+AE + K-means   59.5 56.4 59.5 | 44.6 42.1 44.6
+DEC            55.5 53.6 55.5 | 42.2 40.3 42.2
+IDEC           59.8 56.8 59.8 | 44.9 42.3 44.9
+PSSC           68.0 63.6 68.0 | 43.2 41.7 43.2
+CC             57.1 41.6 57.1 | 43.4 42.5 43.4
+DDC-UCO        60.2 58.6 60.2 | 45.6 35.9 26.4
+DynAE          63.8 60.3 63.8 | 46.3 43.4 46.3
+R-DC           66.7 62.8 66.7 | 59.1 55.6 59.1
 """
 # Table 8 (ablation), one data set per row; each cell ACC F1-macro F1-micro.
 _T8 = """
-# dataset        | P1             | P1&P2          | P1&P3          | P1&P2&P3
-fmnist           | 55.6 53.2 55.6 | 66.6 65.7 66.6 | 58.8 58.1 58.8 | 63.8 62.3 63.8
-pneumoniamnist   | 82.9 79.9 82.9 | 86.5 83.7 86.5 | 63.3 62.3 63.3 | 83.2 79.1 83.2
-bloodmnist       | 47.2 47.7 47.2 | 59.1 55.6 59.1 | 48.2 49.5 48.2 | 48.3 49.5 48.3
-breastmnist      | 64.2 60.9 64.2 | 66.7 62.8 66.7 | 53.1 44.0 53.1 | 58.2 57.8 58.2
+# dataset        P1             | P1&P2          | P1&P3          | P1&P2&P3
+fmnist           55.6 53.2 55.6 | 66.6 65.7 66.6 | 58.8 58.1 58.8 | 63.8 62.3 63.8
+pneumoniamnist   82.9 79.9 82.9 | 86.5 83.7 86.5 | 63.3 62.3 63.3 | 83.2 79.1 83.2
+bloodmnist       47.2 47.7 47.2 | 59.1 55.6 59.1 | 48.2 49.5 48.2 | 48.3 49.5 48.3
+breastmnist      64.2 60.9 64.2 | 66.7 62.8 66.7 | 53.1 44.0 53.1 | 58.2 57.8 58.2
 """
 # Table 6: seconds for 1,000 iterations on a Tesla T4 (not comparable with other hardware).
 _T6 = """
-# method       | fmnist | vesselmnist3d | pneumoniamnist
-FINCH          | 26   | 2   | 2
-VaDE           | 365  | 152 | 181
-AE+K-means     | 108  | 28  | 118
-DEC            | 107  | 57  | 50
-IDEC           | 120  | 30  | 55
-PSSC           | 1530 | 489 | 1587
-CC             | 611  | 47  | 231
-DDC-UCO        | 3990 | 45  | 385
-DynAE          | 459  | 167 | 144
-R-DC           | 425  | 237 | 199
+# method       fmnist | vesselmnist3d | pneumoniamnist
+FINCH          26   | 2   | 2
+VaDE           365  | 152 | 181
+AE+K-means     108  | 28  | 118
+DEC            107  | 57  | 50
+IDEC           120  | 30  | 55
+PSSC           1530 | 489 | 1587
+CC             611  | 47  | 231
+DDC-UCO        3990 | 45  | 385
+DynAE          459  | 167 | 144
+R-DC           425  | 237 | 199
 """
 
-
-def _rows(text):
-    """(header cells, [row cells]) of a '|'-separated block; '#' starts the header line."""
-    header, rows = None, []
-    for line in text.strip().splitlines():
-        cells = [c.strip() for c in line.lstrip("#").split("|")]
-        if line.startswith("#"):
-            header = cells
-        else:
-            rows.append(cells)
-    return header, rows
+_F1 = dict(metrics=("acc", "f1_macro", "f1_micro"), percent=True, digits=4, absent=("nmi",))
 
 
-def _triple(cell):
-    acc, f1_macro, f1_micro = (round(float(v) / 100.0, 4) for v in cell.split())
-    return {"acc": acc, "f1_macro": f1_macro, "f1_micro": f1_micro, "nmi": None}
-
-
-def _parse_methods(text):
-    """Tables 3-5: {method: {dataset: {acc, f1_macro, f1_micro, nmi=None}}}."""
-    header, rows = _rows(text)
-    datasets = [h.split()[0] for h in header[1:]]
-    return {r[0]: {ds: _triple(c) for ds, c in zip(datasets, r[1:])} for r in rows}
-
-
-def _parse_ablation(text):
+def _table8(text):
     """Table 8 transposed: {phase combination: {dataset: {...}}}."""
-    header, rows = _rows(text)
     out = {}
-    for r in rows:
-        for phase, cell in zip(header[1:], r[1:]):
-            out.setdefault(phase, {})[r[0]] = _triple(cell)
+    for dataset, row in parse_table(text, ("P1", "P1&P2", "P1&P3", "P1&P2&P3"), **_F1).items():
+        for phase, cell in row.items():
+            out.setdefault(phase, {})[dataset] = cell
     return out
 
 
 METHOD = "R-DC"
 NMI_KEY = "nmi"
 METRICS = ("acc", "f1_macro", "f1_micro", "nmi")  # the paper reports ACC and F1 (after the Hungarian mapping)
-PAPER_RESULTS = results.merge_tables(_parse_methods(_T3), _parse_methods(_T4), _parse_methods(_T5),
-                                     _parse_ablation(_T8))
-PAPER_TIMES = {r[0]: {ds: float(v) for ds, v in zip(_rows(_T6)[0][1:], r[1:])} for r in _rows(_T6)[1]}
+PAPER_RESULTS = results.merge_tables(parse_table(_T3, ("cifar10", "fmnist"), **_F1),
+                                     parse_table(_T4, ("vesselmnist3d", "pneumoniamnist"), **_F1),
+                                     parse_table(_T5, ("breastmnist", "bloodmnist"), **_F1), _table8(_T8))
+PAPER_TIMES = {m: {ds: v["s"] for ds, v in row.items()}
+               for m, row in parse_table(_T6, ("fmnist", "vesselmnist3d", "pneumoniamnist"), ("s",)).items()}
 DATASETS = ("fmnist",)                # the only R-DC data set available offline
 EXTRA_DATASETS = ("mnist", "usps")    # runnable, not in the paper
 TABLE2 = {"pneumoniamnist": (0.8, 1.0), "breastmnist": (0.6, 0.7), "bloodmnist": (0.5, 0.6),
@@ -248,29 +226,18 @@ def method_of(config):
 # ---------------------------------------------------------------------------------------------------------------
 # §4.1.3: MLP autoencoder d-500-500-2000-10-2000-500-500-d, ReLU except the code and the output (linear);
 # VarianceScaling(1/3, fan_in, uniform) initialisers (code). Images are flattened by the encoder and reshaped
-# back by the decoder, so augmentation works on (H, W, C) images. Layers are named so that the models'
-# to_json() (part of the cache key) does not depend on how many layers were built before.
+# back by the decoder, so augmentation works on (H, W, C) images. Layers are named (as the cached weights were).
 def _init():
     return keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform")
 
 
+_AE_NAMES = {"input": "enc_input", "flatten": "enc_flatten", "encoder": "enc_dense{n}", "code": "enc_code",
+             "decoder_input": "dec_input", "decoder": "dec_dense{n}", "output": "dec_output", "reshape": "dec_reshape"}
+
+
 def build_autoencoder(input_shape, embedding_dim=10, hidden=(500, 500, 2000)):
-    """(encoder, decoder) Keras models: d-500-500-2000-e with ReLU, linear code and output."""
-    input_shape = tuple(int(s) for s in input_shape)
-    d = int(np.prod(input_shape))
-    x_in = keras.Input(input_shape, name="enc_input")
-    h = layers.Flatten(name="enc_flatten")(x_in)
-    for i, units in enumerate(hidden):
-        h = layers.Dense(units, activation="relu", kernel_initializer=_init(), name=f"enc_dense{i + 1}")(h)
-    z = layers.Dense(embedding_dim, kernel_initializer=_init(), name="enc_code")(h)
-    encoder = keras.Model(x_in, z, name="encoder")
-    z_in = keras.Input((embedding_dim,), name="dec_input")
-    h = z_in
-    for i, units in enumerate(reversed(hidden)):
-        h = layers.Dense(units, activation="relu", kernel_initializer=_init(), name=f"dec_dense{i + 1}")(h)
-    out = layers.Dense(d, kernel_initializer=_init(), name="dec_output")(h)
-    decoder = keras.Model(z_in, layers.Reshape(input_shape, name="dec_reshape")(out), name="decoder")
-    return encoder, decoder
+    """(encoder, decoder) Keras models: d-500-500-2000-e with ReLU, linear code and output (common.nets)."""
+    return nets.mlp_autoencoder(input_shape, embedding_dim, hidden, initializer=_init, names=_AE_NAMES)
 
 
 class MeanOutput(layers.Layer):
@@ -832,10 +799,8 @@ def _batches_with_index(x, batch_size, seed, tag, start_step=0):
 
 
 def _kmeans(z, k, n_init, seed):
-    """scikit-learn k-means with OpenMP limited to one thread (spin-waits cost 30x on a busy 2-core CPU)."""
-    with threadpool_limits(1, user_api="openmp"):
-        km = KMeans(n_clusters=k, n_init=n_init, random_state=int(seed)).fit(np.asarray(z, np.float64))
-    return km.cluster_centers_.astype(np.float32), km.labels_
+    """k-means (common.clustering) with OpenMP limited to one thread (spin-waits cost 30x on a busy 2-core CPU)."""
+    return clustering.kmeans(z, k, n_init, seed, threads=1)
 
 
 _LOG_KEYS = ("acc", "nmi", "ari", "f1_macro", "f1_micro", "nonempty_clusters")
@@ -891,51 +856,38 @@ class _Chunks(keras.callbacks.Callback):
             net.stop_training = True
 
 
-class RDC:
+class RDC(DeepClusterer):
     """Algorithm 1 (+ the ablation's phase 3). ``fit(x, y=None)``: y feeds the evaluation logs only.
-    ``cache_dir``: finished phases 1 and 2 are cached there (keyed by their settings, the data and the code) and
-    reused, e.g. by the Table 8 ablation. ``checkpoint_dir``: the run's checkpoints (common.checkpoint)."""
+    ``cache_dir``: finished phases 1 and 2 are cached there (common.estimator: keyed by their settings, the data
+    and the code) and reused, e.g. by the Table 8 ablation. ``checkpoint_dir``: the run's checkpoints."""
+
+    paper, config_class = "rdc", Config
 
     def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1, hidden=(500, 500, 2000),
                  checkpoint_dir=None):
-        self.k, self.cfg, self.seed, self.verbose = n_clusters, config or Config(), int(seed), verbose
+        super().__init__(n_clusters, config, int(seed), cache_dir, verbose, checkpoint_dir)
         if self.cfg.alpha is None or self.cfg.beta is None:
             self.cfg.resolve("fmnist")
-        self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.hidden = tuple(hidden)
-        self.checkpoint = None if checkpoint_dir is None else checkpoint.Checkpoint(checkpoint_dir)
-        self.history = {}
         self.snapshots = None  # set to [] to keep {"phase", "step", "z"} at every logged point (figures)
         self.phase1_models = {}  # phase 1's step models by role, when phase 1 was trained (not cached)
 
-    # --- helpers outside the graph --------------------------------------------------------------------------
-    def embed(self, x):
-        return self.encoder.predict(x, batch_size=1024, verbose=0)
-
+    # --- caches of finished phases (common.estimator) -------------------------------------------------------
     def _cache(self, stage, part):
         """cache_dir/rdc_<stage>_seed<k>_<hash of settings, data and code>.weights.h5, or None."""
-        if self.cache_dir is None:
-            return None
-        key = training.config_hash({**part, **training.data_fingerprint(self.x), "seed": self.seed,
-                                    "hidden": list(self.hidden)})
-        return self.cache_dir / f"rdc_{stage}_seed{self.seed}_{key}.weights.h5"
+        return self.cache_path(f"rdc_{stage}", {**part, "hidden": list(self.hidden)}, self.x)
+
+    def _autoencoder(self):
+        holder = training.AutoencoderTrainer(self.encoder, self.decoder)
+        holder(self.x[:1])
+        return holder
 
     def _load_cached(self, path):
-        if path is None or not path.is_file():
-            return None
-        holder = training.AutoencoderTrainer(self.encoder, self.decoder)
-        holder(self.x[:1])
-        holder.load_weights(path)
-        return {**json.loads(path.with_name(path.name.replace(".weights.h5", ".json")).read_text()),
-                "cached": str(path)}
+        return None if path is None or not path.is_file() else self.load_cached(self._autoencoder(), path)
 
     def _save_cached(self, path, history):
-        if path is None:
-            return
-        results.write_json(path.with_name(path.name.replace(".weights.h5", ".json")), history)
-        holder = training.AutoencoderTrainer(self.encoder, self.decoder)
-        holder(self.x[:1])
-        training.save_weights_atomically(holder, path)  # the weights file marks the cache as complete
+        if path is not None:
+            self.save_cached(self._autoencoder(), path, history)
 
     def _snapshot(self, z, step, geometry, eval_log, extra=None):
         """Logs of the current codes: k-means (n_init 3, log only) -> mean ID/LID over the predicted clusters;
@@ -943,7 +895,7 @@ class RDC:
         cfg = self.cfg
         if self.snapshots is not None:
             self.snapshots.append({"phase": self._phase, "step": int(step), "z": np.array(z)})
-        _, pred = _kmeans(z, self.k, 3, self.seed + int(step))
+        _, pred = _kmeans(z, self.n_clusters, 3, self.seed + int(step))
         entry = {"step": int(step)}
         if geometry:
             entry["id"], entry["lid"] = cluster_geometry(z, pred, cfg.lid_threshold, cfg.lid_standardize)
@@ -954,6 +906,23 @@ class RDC:
             eval_log.append(ev)
         return entry
 
+    # --- the CLI's run() (common.estimator.DeepClusterer.make_run) ------------------------------------------
+    @classmethod
+    def prepare_run(cls, data, config):
+        return data.x, config.resolve(data.name.split("[")[0]), {}
+
+    def run_outputs(self, x):
+        """Labels (k-means after the last phase, argmax q after DEC), embedding, centres, the P1 k-means labels
+        (AE+K-means / Table 8's P1), the tau curve and the history."""
+        arrays = {"initial_embedding": self.z_p1.astype(np.float32)}
+        if "phase2" in self.history:
+            arrays["tau"] = np.asarray(self.history["phase2"]["tau"], np.float32)
+            if self.core_mask_final is not None:
+                arrays["core_mask_final"] = np.asarray(self.core_mask_final, bool)
+        return {"labels": self.labels, "embedding": self.embedding, "centers": self.centers,
+                "kmeans_labels": self.kmeans_labels, "extra_labels": self.extra_labels, "arrays": arrays,
+                "history": self.history}
+
     # --- Algorithm 1 ----------------------------------------------------------------------------------------
     def fit(self, x, y=None):
         cfg = self.cfg
@@ -962,7 +931,7 @@ class RDC:
         x = to_pixel_range(normalise_input(x, cfg.input_norm), cfg.pixel_range)
         if cfg.noise_sigma is not None:  # the z-score undoes the pixel range (up to float rounding)
             x = robust_noise(x, cfg.noise_sigma, self.seed)                                   # Eqs. (16)-(17)
-        if not np.all(np.isfinite(x)) or len(x) <= max(cfg.n_neighbors, self.k):
+        if not np.all(np.isfinite(x)) or len(x) <= max(cfg.n_neighbors, self.n_clusters):
             raise ValueError(f"x must hold more than max(n_neighbors, K) finite samples, got shape {np.shape(x)}")
         self.x, self.y, self.n = x, y, len(x)
         keras.utils.set_random_seed(self.seed)
@@ -972,14 +941,14 @@ class RDC:
         self._phase1()                                                                          # lines 2-10
         self.z_p1 = self.embed(x)
         self.history["phase1"]["health"] = self._phase1_health(self.z_p1)
-        self.centers, self.kmeans_labels = _kmeans(self.z_p1, self.k, cfg.kmeans_n_init, self.seed)  # P1
+        self.centers, self.kmeans_labels = _kmeans(self.z_p1, self.n_clusters, cfg.kmeans_n_init, self.seed)  # P1
         self.history["kmeans_start_step"] = int(cfg.pretrain_iters)  # figures: where the P1 k-means happened
         self.labels, self.extra_labels, self.core_mask_final = self.kmeans_labels, {}, None
         if "P2" in cfg.phases:
             self._phase2()                                                                      # lines 11-26
             z = self.embed(x)
             self.history["phase2"]["health"] = self._phase2_health(z)
-            self.centers, self.labels = _kmeans(z, self.k, cfg.kmeans_n_init, self.seed)        # line 27
+            self.centers, self.labels = _kmeans(z, self.n_clusters, cfg.kmeans_n_init, self.seed)        # line 27
             if "P3" in cfg.phases:
                 self.extra_labels["P1&P2"] = self.labels
         if "P3" in cfg.phases:
@@ -1029,7 +998,7 @@ class RDC:
     def _phase1(self):
         """Algorithm 1, lines 2-10 (or the plain autoencoder): T1 iterations in chunks of ``log_every``."""
         cfg, x = self.cfg, self.x
-        cache = self._cache("phase1", {**cfg.phase1_part(), "code": golden.numerics_version("rdc")})
+        cache = self._cache("phase1", cfg.phase1_part())
         self.p1_key = None if cache is None else cache.name
         cached = self._load_cached(cache)
         self._phase = "phase1"
@@ -1138,8 +1107,7 @@ class RDC:
     def _phase2(self):
         """Algorithm 1, lines 11-26: fit in chunks of ``refresh_every`` steps, a full refresh after each."""
         cfg, x = self.cfg, self.x
-        cache = self._cache("phase2", {**cfg.phase2_part(), "phase1": self.p1_key,
-                                       "code": golden.numerics_version("rdc")})
+        cache = self._cache("phase2", {**cfg.phase2_part(), "phase1": self.p1_key})
         cached = self._load_cached(cache)
         self._phase = "phase2"
         if cached is not None:
@@ -1178,7 +1146,7 @@ class RDC:
         ``dec_update_interval`` iterations, stop on < dec_tol label changes or after dec_max_iters."""
         cfg, x = self.cfg, self.x
         self._phase = "phase3"
-        centers, _ = _kmeans(self.embed(x), self.k, cfg.kmeans_n_init, self.seed)
+        centers, _ = _kmeans(self.embed(x), self.n_clusters, cfg.kmeans_n_init, self.seed)
         self.dec = DecNet(self.encoder, centers, self.n, self._augmenter(3))
         self.dec.compile(optimizer=keras.optimizers.SGD(cfg.dec_learning_rate, momentum=cfg.dec_momentum))
         self.dec((x[:2], np.arange(2, dtype=np.int32)))
@@ -1260,19 +1228,4 @@ class _quiet_missing_gradients:
         return self._ctx.__exit__(*exc)
 
 
-def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
-    """One training run for the reproduction CLI: labels (k-means after the last phase, argmax q after DEC),
-    embedding, centres, the P1 k-means labels (AE+K-means / Table 8's P1), the tau curve and the history."""
-    t0 = time.perf_counter()
-    config.resolve(data.name.split("[")[0])
-    model = RDC(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose,
-                checkpoint_dir=checkpoint_dir).fit(data.x, data.y)
-    model.history["seconds"] = time.perf_counter() - t0
-    arrays = {"initial_embedding": model.z_p1.astype(np.float32)}
-    if "phase2" in model.history:
-        arrays["tau"] = np.asarray(model.history["phase2"]["tau"], np.float32)
-        if model.core_mask_final is not None:
-            arrays["core_mask_final"] = np.asarray(model.core_mask_final, bool)
-    return {"labels": model.labels, "embedding": model.embedding, "centers": model.centers,
-            "kmeans_labels": model.kmeans_labels, "extra_labels": model.extra_labels, "arrays": arrays,
-            "history": model.history}
+run = RDC.make_run()

@@ -702,3 +702,17 @@ def test_feature_twist_scores_by_hand():
     np.testing.assert_allclose(x.std(0), 1, rtol=1e-5)
     np.testing.assert_array_equal(twist.four_arcs(n_per=50, seed=3)[0], x)
     assert not np.array_equal(twist.four_arcs(n_per=50, seed=4)[0], x)
+
+
+def test_cache_names_keep_the_key_of_the_queue_caches(tmp_path):
+    """The phase caches (common.estimator.cache_path) are named as R-DC named them before the shared skeleton:
+    rdc_<phase>_seed<k>_<hash of the settings, data fingerprint, seed, hidden sizes, numerics version>, so caches
+    written by earlier code with the same golden outputs are found (a 'code' or 'hidden' left out would not)."""
+    from common import golden, training
+
+    m = rdc.RDC(3, rdc.Config(), seed=4, cache_dir=tmp_path, hidden=(16,))
+    m.x = _blobs()[0]
+    part = m.cfg.phase1_part()
+    key = training.config_hash({**part, "code": golden.numerics_version("rdc"), **training.data_fingerprint(m.x),
+                                "seed": 4, "hidden": [16]})
+    assert m._cache("phase1", part) == tmp_path / f"rdc_phase1_seed4_{key}.weights.h5"
