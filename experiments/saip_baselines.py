@@ -8,14 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from common import metrics, results
+from common import clustering, metrics, results
 from papers import saip
 
 
 def shallow_baselines(data, seed=0, n_init=10):
     """{"k-means": labels} on the prepared inputs."""
     x = saip.prepare(data.x)
-    return {"k-means": saip._kmeans(x, data.n_clusters, n_init, seed)[1]}
+    return {"k-means": clustering.kmeans(x, data.n_clusters, n_init, seed, threads=1)[1]}
 
 
 def write_baselines(dataset, seeds=(0, 1, 2), out="results"):

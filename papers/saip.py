@@ -20,19 +20,17 @@ Randomness: batch order from NumPy generators keyed on (seed, stage, epoch); DAE
 re-keyed on (seed, epoch) at the start of every epoch; initial weights from the seed. Both training stages go
 through common.checkpoint.resumable_fit, so an interrupted run resumes at the last checkpoint with the same result.
 """
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
-from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers, ops
-from sklearn.cluster import KMeans
-from threadpoolctl import threadpool_limits
 
-from common import checkpoint, metrics, results, training
+from common import checkpoint, clustering, metrics, nets, results, training
+from common.estimator import DeepClusterer
+from common.tables import parse_table
 
 _NONE = "none published"
 # (topic, what the paper says, the authors' code, which reading we follow and the --set option that gives the other)
@@ -201,28 +199,17 @@ HIT          86.24 74.28 72.28 74.69 | 76.91 61.93 57.43 60.48
 METRICS = ("acc", "nmi", "ari", "pairwise_precision")  # the paper's four columns, in its order
 
 
-def _parse_table(text, cols):
-    """{method: {column: {metric: fraction}}} from rows 'name v v v v | v v v v' (names may contain spaces)."""
-    table = {}
-    for line in text.strip().splitlines():
-        if line.startswith("#"):
-            continue
-        first, *rest = line.split("|")
-        name, *vals = first.rsplit(None, len(METRICS))
-        segments = [vals] + [seg.split() for seg in rest]
-        if len(segments) != len(cols) or any(len(s) != len(METRICS) for s in segments):
-            raise ValueError(f"malformed table row: {line!r}")
-        table[name.strip()] = {c: {m: round(float(v) / 100.0, 6) for m, v in zip(METRICS, seg)}
-                               for c, seg in zip(cols, segments)}
-    return table
+def _table(text, cols):
+    """{method: {column: {metric: fraction}}} from rows 'name v v v v | v v v v' (percent; names may hold spaces)."""
+    return parse_table(text, cols, METRICS, percent=True, digits=6)
 
 
-_TABLE6 = _parse_table(_T6, ("P1", "P2"))
+_TABLE6 = _table(_T6, ("P1", "P2"))
 METHOD = "HOE"
 # PAPER_RESULTS[method][dataset] -> {acc, nmi, ari, pairwise_precision}; Table VI's P2 predictions as "<variant> (P2)".
-PAPER_RESULTS = results.merge_tables(_parse_table(_T3, ("mnist", "mnist-test")),
-                                     _parse_table(_T4, ("cifar10-test", "reuters10k")),
-                                     _parse_table(_T5, ("cifar100-aquatic",)),
+PAPER_RESULTS = results.merge_tables(_table(_T3, ("mnist", "mnist-test")),
+                                     _table(_T4, ("cifar10-test", "reuters10k")),
+                                     _table(_T5, ("cifar100-aquatic",)),
                                      {f"{m} (P2)": {"mnist": cols["P2"]} for m, cols in _TABLE6.items()})
 DATASETS = ("mnist-test", "mnist")  # Table III's columns (mnist = the paper's mnist-full, train + test)
 DOWNLOAD_DATASETS = ("cifar10-test", "cifar100-aquatic", "reuters10k")  # Tables IV-V: real loaders, need a download
@@ -258,19 +245,10 @@ def _init():
 
 
 def build_mlp_autoencoder(input_dim, embedding_dim=10, hidden=(500, 500, 2000)):
-    """(encoder, decoder): m-500-500-2000-d and d-2000-500-500-m, ReLU hidden layers, linear code and output."""
-    x_in = keras.Input((int(input_dim),))
-    x = x_in
-    for i, units in enumerate(hidden):
-        x = layers.Dense(units, activation="relu", kernel_initializer=_init(), name=f"encoder_{i}")(x)
-    h = layers.Dense(embedding_dim, kernel_initializer=_init(), name="embedding")(x)
-    encoder = keras.Model(x_in, h, name="encoder")
-    h_in = keras.Input((embedding_dim,))
-    y = h_in
-    for i, units in enumerate(reversed(hidden)):
-        y = layers.Dense(units, activation="relu", kernel_initializer=_init(), name=f"decoder_{i}")(y)
-    x_hat = layers.Dense(int(input_dim), kernel_initializer=_init(), name="reconstruction")(y)
-    return encoder, keras.Model(h_in, x_hat, name="decoder")
+    """(encoder, decoder): m-500-500-2000-d and d-2000-500-500-m, ReLU hidden layers, linear code and output
+    (common.nets.mlp_autoencoder on vectors, one VarianceScaling initialiser per layer)."""
+    return nets.mlp_autoencoder((int(input_dim),), embedding_dim, hidden, initializer=_init, flatten=False,
+                                names={"encoder": "encoder_{i}", "decoder": "decoder_{i}"})
 
 
 def build_cnn_autoencoder(input_shape, embedding_dim=10):
@@ -359,9 +337,9 @@ def _unit(v):
     return v / ops.sqrt(ops.maximum(ops.sum(ops.square(v), axis=-1, keepdims=True), 1e-12))
 
 
-# Eq. (9) (HOE): z_ij = 1 - h_i . w_j / (||h_i|| ||w_j||), the cosine distance. Scale: for HOE and HOT (Eqs. 9-10) the loss is invariant to a
-# common scaling of the codes and centres (with Eqs. 6-7), so its gradient scales as 1/scale and the effective step
-# of SGD depends on the scale of the DAE codes.
+# Eq. (9) (HOE): z_ij = 1 - h_i . w_j / (||h_i|| ||w_j||), the cosine distance. Scale: for HOE and HOT (Eqs. 9-10)
+# the loss is invariant to a common scaling of the codes and centres (with Eqs. 6-7), so its gradient scales as
+# 1/scale and the effective step of SGD depends on the scale of the DAE codes.
 def cosine_distance(h, w):
     return 1.0 - ops.matmul(_unit(h), ops.transpose(_unit(w)))
 
@@ -628,17 +606,6 @@ def _numpy(v):
     return ops.convert_to_numpy(ops.copy(v))
 
 
-def _read_json(path):
-    return json.loads(Path(path).read_text()) if path is not None and Path(path).is_file() else {}
-
-
-def _kmeans(h, k, n_init, seed):
-    """scikit-learn k-means (single OpenMP thread: spin-waits cost 30x on a busy 2-core CPU): (centres, labels)."""
-    with threadpool_limits(1, user_api="openmp"):
-        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(np.asarray(h, np.float64))
-    return km.cluster_centers_.astype(np.float32), km.labels_
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Training: Algorithm 1.
 # --------------------------------------------------------------------------------------------------------------
@@ -692,7 +659,7 @@ class InvarianceLog(keras.callbacks.Callback):
 
     def _entry(self, epoch):
         h = self.owner.embed(self.x)
-        centers, labels = _kmeans(h, self.owner.n_clusters, 3, self.owner.seed)
+        centers, labels = clustering.kmeans(h, self.owner.n_clusters, 3, self.owner.seed, threads=1)
         entry = {"epoch": epoch, "kl": {}, "agreement": {}, "p2_entropy": {},
                  "code_norm": float(np.mean(np.linalg.norm(h, axis=1)))}
         p1 = assignment(q1(h, centers), self.owner.cfg.r)
@@ -787,15 +754,15 @@ class ClusterMonitor(keras.callbacks.Callback):
             self.eval.append(ev)
 
 
-class SAIP:
+class SAIP(DeepClusterer):
     """Algorithm 1: DAE pre-training (Eq. 3), k-means centres, minimise Eq. (5) over {Theta, Omega} with SGD until
-    the 0.03 % rule or Table II's cap, labels by Eq. (12)."""
+    the 0.03 % rule or Table II's cap, labels by Eq. (12). ``dataset`` picks the Table II row (table2_row)."""
+
+    paper, config_class = "saip", Config
 
     def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1, checkpoint_dir=None, dataset=None):
-        self.n_clusters, self.seed, self.verbose = int(n_clusters), int(seed), verbose
-        self.cfg = (config or Config()).resolved(dataset)
-        self.cache_dir = cache_dir
-        self.checkpoint = checkpoint.Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        super().__init__(int(n_clusters), (config or Config()).resolved(dataset), int(seed), cache_dir, verbose,
+                         checkpoint_dir)
         self.history = {"settings": asdict(self.cfg), "table2_row": table2_row(dataset)}
 
     # --- helpers outside the graph ------------------------------------------------------------------------------
@@ -821,14 +788,9 @@ class SAIP:
                                                                            cfg.decay_every)
 
     def _ae_cache(self, x):
-        """cache_dir/dae_seed<k>_<hash of the DAE settings, the data and the code that trains it>, or None."""
-        if self.cache_dir is None:
-            return None
-        key = training.config_hash({**self.cfg.autoencoder_part(), **training.data_fingerprint(x), "seed": self.seed,
-                                    "code": training.code_fingerprint(
-                                        _init, build_mlp_autoencoder, build_cnn_autoencoder, Corruption,
-                                        DenoisingAutoencoder, _Reseed, SAIP.pretrain, training.shuffled_batches)})
-        return Path(self.cache_dir) / f"dae_seed{self.seed}_{key}.weights.h5"
+        """cache_dir/dae_seed<k>_<key>.weights.h5 (common.estimator: the DAE settings, the data, the seed, the code's
+        numerics; the variants share it), or None."""
+        return self.cache_path("dae", self.cfg.autoencoder_part(), x)
 
     # --- Algorithm 1 ------------------------------------------------------------------------------------------
     def fit(self, x, y=None):
@@ -857,15 +819,14 @@ class SAIP:
         dae = DenoisingAutoencoder(self.encoder, self.decoder, corruption)
         dae(x[:1])
         cache = self._ae_cache(x)
-        log_path = cache and cache.with_suffix("").with_suffix(".json")  # the pre-training history beside it
-        if cache is not None and cache.is_file():
-            dae.load_weights(cache)
-            self.history["pretrain"] = {**_read_json(log_path), "cached": str(cache)}
+        cached = self.load_cached(dae, cache)
+        if cached is not None:
+            self.history["pretrain"] = cached
             return
         dae.compile(optimizer=keras.optimizers.SGD(cfg.ae_learning_rate, momentum=cfg.momentum,
                                                    weight_decay=cfg.weight_decay))
         inv = InvarianceLog(self, x, y, cfg.invariance_every, cfg.ae_epochs) if cfg.invariance_every else None
-        ckpt = None if cache is None else checkpoint.Checkpoint(str(cache) + ".ckpt")
+        ckpt = self.cache_checkpoint(cache)
         t0 = time.perf_counter()
         fit = checkpoint.resumable_fit(
             dae, lambda e: training.shuffled_batches(x, cfg.batch_size, training.derived_seed(self.seed, 0), e),
@@ -876,18 +837,15 @@ class SAIP:
         history = {"cached": None, "loss": checkpoint.curve(fit["logs"], "loss"), "epochs": cfg.ae_epochs,
                    "seconds": time.perf_counter() - t0, "epoch_seconds": fit["epoch_seconds"],
                    "resumed_at": fit["resumes"], "invariance": inv.log if inv else []}
-        if cache is not None:  # the history first: the weights file marks the cache as complete
-            results.write_json(log_path, history)
-            training.save_weights_atomically(dae, cache)
-            ckpt.clear()
+        self.save_cached(dae, cache, history)  # the history first: the weights file marks the cache as complete
         self.history["pretrain"] = history
 
     def initialise(self, x):
         """Initialisation, part 2: Omega by k-means on the clean codes; its labels are Table III's DAE+k-means."""
         t0 = time.perf_counter()
         self.initial_embedding = self.embed(x)
-        self.initial_centers, self.kmeans_labels = _kmeans(self.initial_embedding, self.n_clusters,
-                                                           self.cfg.kmeans_n_init, self.seed)
+        self.initial_centers, self.kmeans_labels = clustering.kmeans(self.initial_embedding, self.n_clusters,
+                                                                     self.cfg.kmeans_n_init, self.seed, threads=1)
         self.history["kmeans"] = {"seconds": time.perf_counter() - t0, "n_init": self.cfg.kmeans_n_init}
 
     def _optimizer(self, steps):
@@ -923,18 +881,22 @@ class SAIP:
         if y is not None:
             self.history["cluster"]["eval"] = mon.eval
 
+    # --- the CLI's run() ------------------------------------------------------------------------------------------
+    @classmethod
+    def prepare_run(cls, data, config):
+        """The Table II row of data.name, and prepare's inputs (MLP: flattened and centred)."""
+        cfg = config.resolved(data.name)
+        return prepare(data.x, cfg.backbone, cfg.centre_inputs), cfg, {"dataset": data.name}
 
-def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
-    """One training run for the reproduction CLI: labels = argmax P1 (Eq. 12), P2 and nearest-centre labels as
-    extra label sets (Table VI), the DAE+k-means labels as the baseline."""
-    cfg = config.resolved(data.name)
-    x = prepare(data.x, cfg.backbone, cfg.centre_inputs)
-    model = SAIP(data.n_clusters, cfg, seed=seed, cache_dir=cache_dir, verbose=verbose,
-                 checkpoint_dir=checkpoint_dir, dataset=data.name).fit(x, data.y)
-    pred = model.predict_all(x)
-    return {"labels": pred["P1"], "embedding": pred["h"], "centers": _numpy(model.net.centers),
-            "kmeans_labels": model.kmeans_labels, "extra_labels": {"P2": pred["P2"], "nearest": pred["nearest"]},
-            "arrays": {"initial_embedding": model.initial_embedding, "initial_centers": model.initial_centers,
-                       "kmeans_labels": model.kmeans_labels, "labels_p2": pred["P2"]},
-            "history": model.history}
+    def run_outputs(self, x):
+        """labels = argmax P1 (Eq. 12); P2 and nearest-centre labels as extra label sets (Table VI); the DAE+k-means
+        labels as the baseline."""
+        pred = self.predict_all(x)
+        return {"labels": pred["P1"], "embedding": pred["h"], "centers": _numpy(self.net.centers),
+                "kmeans_labels": self.kmeans_labels, "extra_labels": {"P2": pred["P2"], "nearest": pred["nearest"]},
+                "arrays": {"initial_embedding": self.initial_embedding, "initial_centers": self.initial_centers,
+                           "kmeans_labels": self.kmeans_labels, "labels_p2": pred["P2"]},
+                "history": self.history}
 
+
+run = SAIP.make_run()

@@ -8,7 +8,7 @@ from scipy.spatial.distance import cdist
 from scipy.special import rel_entr
 from scipy.stats import entropy as scipy_entropy
 
-from common import checkpoint, metrics
+from common import checkpoint, clustering, metrics
 from conftest import grad
 from papers import saip
 
@@ -333,7 +333,9 @@ def test_paper_results_are_tables_3_to_6():
     assert all(0 <= v <= 1 for cols in pr.values() for c in cols.values() for v in c.values())
     assert set(pr["DEC"]) == {"mnist", "mnist-test", "cifar10-test", "reuters10k", "cifar100-aquatic"}
     with pytest.raises(ValueError):
-        saip._parse_table("HOMO 1 2 3 | 4 5 6 7", ("a", "b"))
+        saip._table("HOMO 1 2 3 | 4 5 6 7", ("a", "b"))
+    expected = dict(zip(saip.METRICS, (0.123457, 0.01, 0.02, 0.03)))  # percent, rounded to 6 decimals
+    assert saip._table("A B 12.3456789 1 2 3", ("c",)) == {"A B": {"c": expected}}
 
 
 # ---------------------------------------------------------------- Table II schedule, §III-B stopping rule
@@ -515,7 +517,7 @@ def test_pretraining_log_has_entropies_and_code_norm():
     log = model.history["pretrain"]["invariance"]
     assert [e["epoch"] for e in log] == [0, 1]
     h = model.embed(x).astype(np.float64)
-    w = saip._kmeans(h, 3, 3, 0)[0].astype(np.float64)  # the log's own k-means (n_init 3, the seed)
+    w = clustering.kmeans(h, 3, 3, 0)[0].astype(np.float64)  # the log's own k-means (n_init 3, the seed)
     assert log[-1]["p1_entropy"] == pytest.approx(scipy_entropy(ref_p(ref_q1(h, w)), axis=1).mean(), rel=1e-4)
     for v in saip.VARIANTS:
         assert log[-1]["p2_entropy"][v] == pytest.approx(scipy_entropy(ref_p(ref_q2(h, w, v)), axis=1).mean(),
