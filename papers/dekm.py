@@ -2,22 +2,13 @@
 
 Guo, Lin, Ye, ICDMW 2021 (../shared/papers/003_7ef2d2f3977ca2dc.txt).
 Read top to bottom beside the paper: §III-A autoencoder (Eq. 1), §III-B k-means in the embedding
-and the orthonormal transform V (Eqs. 2-4), §III-C the greedy target (Eqs. 5-6), Algorithm 1,
+and the orthonormal transform V (Eqs. 2-4), §III-C the greedy target (Eqs. 5-6), Algorithm 1 (class DEKM),
 §IV-C settings. Row vectors: H is (n, e) with one embedding per row, so the paper's Y = V H
 (V with eigenvectors as rows) is written here as Y = H V with the eigenvectors as *columns* of V.
 
-Where the authors' code (github.com/spdj2271/DEKM) differs from the paper, the paper is followed
-and the code's choice is an option:
-  - stopping: paper "< 0.1 % of samples change cluster" (``stop_tol=0.001``); code 0.5 %
-    (``--set stop_tol=0.005``). Cluster ids of two k-means runs are arbitrary, so consecutive
-    labelings are always matched with the Hungarian method before counting changes (as the code does).
-  - embedding size: paper "the number of clusters" (``embedding_dim=0``); code 10 for every data set
-    (``--set embedding_dim=10``; identical for MNIST and USPS, 10 vs 20 on COIL-20).
-  - initialisers: paper Xavier (Keras's default glorot_uniform); the code uses 'uniform' for the convs.
-Taken from the code where the paper is silent: update interval 40 iterations, batch 256 in a fixed
-(once shuffled) order, 14,000 iterations at most, k-means n_init 100 the first time and then twice
-the previous run's number of Lloyd iterations, the MSE (mean over dimensions) form of Eq. (6),
-COIL-20 resized to 28x28 (bilinear; the paper: "resized to 28x28").
+Where the authors' code (github.com/spdj2271/DEKM) differs from the paper, the paper is followed and the code's
+choice is an option; where the paper is silent, the code is taken. Each such point is a row of DEPARTURES
+(common.tables.departures_markdown renders them).
 """
 import time
 from dataclasses import dataclass
@@ -26,10 +17,30 @@ import keras
 import numpy as np
 from keras import layers, ops
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from threadpoolctl import threadpool_limits
 
-from common import checkpoint, training
+from common import checkpoint, clustering, fitting, nets, training
+from common.estimator import DeepClusterer
+from common.tables import parse_table
+
+# (topic, the paper, the authors' code, ours and the --set option that gives the other)
+DEPARTURES = [
+    ("stopping", "fewer than 0.1 % of the samples change cluster", "0.5 %",
+     "paper (`stop_tol=0.001`); `--set stop_tol=0.005`. Cluster ids of two k-means runs are arbitrary, so "
+     "consecutive labelings are always matched with the Hungarian method before counting changes (as the code does)"),
+    ("embedding size", "the number of clusters", "10 for every data set",
+     "paper (`embedding_dim=0`); `--set embedding_dim=10` (identical for MNIST and USPS, 10 vs 20 on COIL-20)"),
+    ("initialisers", "Xavier (Keras's default glorot_uniform)", "'uniform' for the convolutions", "paper; no option"),
+    ("update interval", "not given", "40 iterations between two k-means updates",
+     "code; `--set update_interval=...`"),
+    ("batches", "not given", "256 in a fixed (once shuffled) order", "code; `--set batch_size=...`, "
+     "`--set shuffle_order=false` (the data's own order)"),
+    ("iteration cap", "not given", "14,000 iterations (140 x 100)", "code; `--set max_iters=...`"),
+    ("k-means restarts", "not given", "n_init 100 the first time, then twice the previous run's number of "
+     "Lloyd iterations", "code; `--set kmeans_n_init=...` (the first)"),
+    ("Eq. (6) scale", "L_4 = sum ||y - y'||^2", "the MSE form (mean over the embedding dimensions)",
+     "code; no option"),
+    ("COIL-20 input", "resized to 28x28", "bilinear resizing to 28x28", "code (prepare()); no option"),
+]
 
 # Table III of the paper (ACC %, NMI %), as fractions; None where the paper prints a dash.
 # Paper-reported data, not ours. Starred entries of the paper (from the original papers) are not marked.
@@ -48,16 +59,6 @@ DEKM_F       94.23 90.54 78.87 80.51 72.62 81.97 37.29 49.32 76.42 59.99 41.20 4
 """
 
 
-def _parse_table(text, cols):
-    table = {}
-    for line in text.strip().splitlines():
-        name, *vals = line.split()
-        v = [None if s == "-" else round(float(s) / 100, 4) for s in vals]
-        table[name] = {c: (None if v[2 * i] is None else {"acc": v[2 * i], "nmi": v[2 * i + 1], "ari": None})
-                       for i, c in enumerate(cols)}
-    return table
-
-
 METHOD = "DEKM"
 
 
@@ -66,7 +67,8 @@ def method_of(config):
     return "DEKM_F" if config.get("full_batch") else METHOD
 
 
-PAPER_RESULTS = _parse_table(_T3, _T3_COLS)  # PAPER_RESULTS[method][dataset] -> {"acc", "nmi", "ari"} or None
+# PAPER_RESULTS[method][dataset] -> {"acc", "nmi", "ari"} or None
+PAPER_RESULTS = parse_table(_T3, _T3_COLS, percent=True, digits=4, absent=("ari",))
 DATASETS = ("usps", "mnist", "coil20")
 RESIZE = {"coil20": 28}  # §IV-A: COIL-20 images resized to 28x28 (our loader gives 32x32)
 STRATEGIES = ("last_y", "random_y", "all_y", "random_h", "all_h")  # §IV-F, Fig. 4 strategies 1-5
@@ -98,20 +100,8 @@ def build_conv_autoencoder(input_shape, embedding_dim=10):
 # §IV-C: MLP autoencoder d-500-500-2000-e (as DEC) for vector data, mirrored decoder, linear output.
 # Inputs of any shape are flattened, and the decoder reshapes back, so it also runs on images.
 def build_mlp_autoencoder(input_shape, embedding_dim=10, hidden=(500, 500, 2000)):
-    """(encoder, decoder): d-500-500-2000-e with ReLU, linear embedding and output."""
-    input_shape = tuple(input_shape)
-    d = int(np.prod(input_shape))
-    x_in = keras.Input(input_shape)
-    x = layers.Flatten()(x_in)
-    for units in hidden:
-        x = layers.Dense(units, activation="relu")(x)
-    encoder = keras.Model(x_in, layers.Dense(embedding_dim, name="embedding")(x), name="encoder")
-    z_in = keras.Input((embedding_dim,))
-    y = z_in
-    for units in reversed(hidden):
-        y = layers.Dense(units, activation="relu")(y)
-    y = layers.Reshape(input_shape)(layers.Dense(d, name="reconstruction")(y))
-    return encoder, keras.Model(z_in, y, name="decoder")
+    """(encoder, decoder): d-500-500-2000-e with ReLU, linear embedding and output (Keras's default initialisers)."""
+    return nets.mlp_autoencoder(input_shape, embedding_dim, hidden)
 
 
 # Eq. (2): k-means objective L_2 = sum_k sum_{h in C_k} ||h - mu_k||^2.
@@ -230,17 +220,6 @@ class GreedyNet(keras.Model):
         return ops.mean(per_sample)
 
 
-def _batches(x, order, batch_size, start_step=0):
-    """Endless (x_batch, index_batch) pairs in a fixed order, wrapping around (last batch partial), from step
-    ``start_step`` of that cycle on (a resumed run)."""
-    starts = list(range(0, len(order), batch_size))
-    i = start_step % len(starts)
-    while True:
-        idx = order[starts[i]:starts[i] + batch_size]
-        yield ((x[idx], idx.astype("int32")),)
-        i = (i + 1) % len(starts)
-
-
 class _Alternation(keras.callbacks.Callback):
     """Algorithm 1, lines 3-6 after every ``update_interval`` iterations; stops on the change criterion."""
 
@@ -254,15 +233,20 @@ class _Alternation(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class DEKM:
+class DEKM(DeepClusterer):
     """Algorithm 1: autoencoder (Eq. 1), then alternate k-means (Eq. 2) + V (Eq. 4) and Eq. (6) steps."""
 
+    paper, config_class = "dekm", Config
+
     def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1, checkpoint_dir=None):
-        self.n_clusters, self.cfg, self.seed, self.verbose = n_clusters, config or Config(), seed, verbose
-        self.cache_dir, self.history = cache_dir, {}
-        self.checkpoint = checkpoint.Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+        super().__init__(n_clusters, config, seed, cache_dir, verbose, checkpoint_dir)
         self.rng = np.random.default_rng(seed)
         self.snapshots = None  # set to [] to keep (h, labels, centers, V) of every update (Fig. 1)
+
+    def _ae_cache(self, x):
+        """The autoencoder's cache (keyed by its settings with the resolved size, data, seed, numerics), or None."""
+        dim = self.cfg.embedding_dim or self.n_clusters
+        return self.cache_path("ae", {**self.cfg.autoencoder_part(), "dim": dim}, x)
 
     # Line 1: train the autoencoder on Eq. (1) (Adam, MSE, batch 256, shuffled).
     def pretrain(self, x):
@@ -271,29 +255,18 @@ class DEKM:
         build = build_conv_autoencoder if cfg.backbone == "conv" else build_mlp_autoencoder
         keras.utils.set_random_seed(self.seed)
         self.encoder, self.decoder = build(x.shape[1:], dim)
-        cache = None
-        if self.cache_dir is not None:
-            key = training.config_hash({**cfg.autoencoder_part(), "dim": dim, **training.data_fingerprint(x),
-                                        "seed": self.seed, "code": training.code_fingerprint(
-                                            build, training.AutoencoderTrainer, training.pretrain_autoencoder,
-                                            training.shuffled_batches)})
-            cache = f"{self.cache_dir}/ae_seed{self.seed}_{key}.weights.h5"
         self.history["pretrain"] = training.pretrain_autoencoder(
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate, cache=cache, seed=self.seed, verbose=self.verbose)
+            learning_rate=cfg.learning_rate, cache=self._ae_cache(x), seed=self.seed, verbose=self.verbose)
         return self
-
-    def embed(self, x):
-        return self.encoder.predict(x, batch_size=1024, verbose=0)
 
     # Lines 3-6 (+ the targets of line 7): H = f(X), k-means, S_w, V, y'. Returns True when converged.
     def _update(self, iteration, loss=None):
         cfg, k = self.cfg, self.n_clusters
         t0 = time.perf_counter()
         h = self.embed(self.x)                                                       # line 3
-        km = KMeans(n_clusters=k, n_init=self._n_init, random_state=int(self.rng.integers(2**31)))
-        with threadpool_limits(1, user_api="openmp"):  # OpenMP spin-waits cost 30x on a busy 2-core CPU
-            labels = km.fit_predict(np.asarray(h, np.float64))                        # line 4, Eq. (2)
+        km = clustering.fit_kmeans(h, k, self._n_init, self.rng.integers(2**31), threads=1)  # line 4, Eq. (2)
+        labels = km.labels_
         self._n_init = max(1, 2 * int(km.n_iter_))                                   # code's schedule
         centers = km.cluster_centers_
         changed = changed_assignments(self.labels, labels, k)
@@ -352,7 +325,7 @@ class DEKM:
         steps = cfg.update_interval * (chunks or 1)  # full batch: one pass of ``chunks`` batches per iteration
         epochs = 0 if converged else cfg.max_iters // cfg.update_interval
         fit = checkpoint.resumable_fit(
-            self.net, lambda e: _batches(x, order, batch, e * steps), phase="cluster", epochs=epochs,
+            self.net, lambda e: fitting.indexed_batches(x, order, batch, e * steps), phase="cluster", epochs=epochs,
             unit="iteration", units_per_epoch=cfg.update_interval, steps_per_epoch=steps, checkpoint=self.checkpoint, callbacks=[_Alternation(self)],
             get_state=self._state, set_state=self._set_state, verbose=self.verbose)
         tail = time.perf_counter() - self._last_update_end if self.log[1:] else 0.0
@@ -383,6 +356,17 @@ class DEKM:
         self.h = self.embed(self.x)  # the encoder as restored = as at the checkpointed update
         self._t0 = time.perf_counter() - self.log[-1]["seconds"]  # the log's clock continues
 
+    @classmethod
+    def prepare_run(cls, data, config):
+        return prepare(data), config, {}
+
+    def run_outputs(self, x):
+        """Labels, embedding, centres, history; the initial AE embedding and its k-means labels (the .npz, Fig. 5)."""
+        km_labels = self.history.pop("kmeans_labels")
+        return {"labels": self.labels, "embedding": self.h, "centers": self.centers.astype(np.float32),
+                "kmeans_labels": km_labels, "history": self.history,
+                "arrays": {"initial_embedding": self.initial_embedding.astype(np.float32), "kmeans_labels": km_labels}}
+
     def predict(self, x=None):
         """Line 9: the clusters of the last k-means (on the final embedding); for new x, nearest centroid."""
         if x is None:
@@ -400,16 +384,7 @@ def prepare(data):
     return np.clip(ops.convert_to_numpy(x), 0.0, 1.0).astype(np.float32)
 
 
-def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
-    """One training run for the reproduction CLI: returns labels, embedding, centres and history
-    (+ the initial AE embedding and its k-means labels, saved in the .npz for Fig. 5)."""
-    x = prepare(data)
-    model = DEKM(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose,
-                 checkpoint_dir=checkpoint_dir).fit(x, data.y)
-    km_labels = model.history.pop("kmeans_labels")
-    return {"labels": model.labels, "embedding": model.h, "centers": model.centers.astype(np.float32),
-            "kmeans_labels": km_labels, "history": model.history,
-            "arrays": {"initial_embedding": model.initial_embedding.astype(np.float32), "kmeans_labels": km_labels}}
+run = DEKM.make_run()  # one training run for the reproduction CLI (COIL-20 resized by prepare())
 
 
 # §IV-B baselines without a network (K-means, PCA + K-means on the pixels of prepare()): common.baselines.

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from common import clustering
 from conftest import has_data, blobs
 from papers import dekm
 
@@ -363,10 +364,33 @@ def test_stopping_rule_fires_below_its_threshold_and_not_at_it(monkeypatch):
         script.append(current)
     for old, new, c in zip(script, script[1:4], (12, 5, 4)):
         assert dekm.changed_assignments(old, new, k) == c
-    monkeypatch.setattr(dekm, "KMeans", ScriptedKMeans(list(script)))
+    monkeypatch.setattr(clustering, "KMeans", ScriptedKMeans(list(script)))  # DEKM's k-means: common.clustering
     x, _ = blobs(n, k, 8)
     cfg = dekm.Config(ae_epochs=1, batch_size=32, update_interval=1, max_iters=10, stop_tol=tol)
     model = dekm.DEKM(k, cfg, seed=0, cache_dir=None, verbose=0).fit(x)
     assert [e["changed"] for e in model.log] == [n, 12, 5, 4]       # stops after the first update with 4 < 5
     assert int(ops.convert_to_numpy(model.net.optimizer.iterations)) == 3
     assert model.history["cluster"]["converged"] and model.history["cluster"]["updates"] == 3
+
+
+def test_autoencoder_cache_key(tmp_path, monkeypatch):
+    """Keyed by the AE settings (the resolved embedding size: K when embedding_dim=0), data, seed and
+    golden.numerics_version('dekm'); not by the clustering-stage settings."""
+    from common import golden
+
+    version = {"dekm": "n1"}
+    monkeypatch.setattr(golden, "numerics_version", lambda paper: version[paper])
+    x = np.zeros((12, 16, 16, 1), "float32")
+
+    def key(k=3, seed=0, data=x, **cfg):
+        return dekm.DEKM(k, dekm.Config(**cfg), seed=seed, cache_dir=tmp_path)._ae_cache(data)
+
+    before = key()
+    assert before.parent == tmp_path and before.name.startswith("ae_seed0_")
+    assert key(k=4) != before and key(seed=1) != before and key(data=x + 1) != before
+    assert key(backbone="mlp") != before and key(ae_epochs=3) != before
+    assert key(embedding_dim=3) != before  # same width, other settings: a separate entry (as before the refactor)
+    assert key(max_iters=10, stop_tol=0.005, update_interval=7, strategy="all_y") == before
+    version["dekm"] = "n2"
+    assert key() != before
+    assert dekm.DEKM(3)._ae_cache(x) is None
