@@ -9,9 +9,10 @@ sharpened by Eq. (6); training minimises KL(P2 || P1) (Eq. 5), labels are argmax
   HOMO: P2 Euclidean (Eq. 8)   HOE: cosine (Eq. 9)   HOT: correlation (Eq. 10)   HIT: cityblock (Eq. 11).
 
 Read top to bottom beside the paper: Tables III-VI (the paper's numbers), Table II (schedule); §III-A/§III-C the
-denoising autoencoder (Eqs. 2-3); §III-B the closeness functions (Eqs. 7-11), Eq. (6), the loss (Eq. 5, with the
-finding on its degenerate descent), the labels (Eq. 12), Theorem 1 (Eqs. 13-15); Table II's learning-rate
-schedule and §III-B's stopping rule; the settings (Config); Algorithm 1 (ClusterNet, the callbacks, class SAIP).
+denoising autoencoder (Eqs. 2-3); §III-B the loss (Eq. 5, with the finding on its degenerate descent), the
+assignment (Eq. 6), the closeness functions (Eqs. 7-11), the labels (Eq. 12), Theorem 1 (Eqs. 13-15); Table II's
+learning-rate schedule and §III-B's stopping rule; the settings (Config); Algorithm 1 (ClusterNet, the callbacks,
+class SAIP).
 
 Where the paper is garbled, ambiguous or silent: DEPARTURES (what it says, what we do and the `--set` option that
 gives the other reading; the readings are ../shared/specs/saip.md's; common.tables.departures_markdown renders it).
@@ -318,61 +319,9 @@ class DenoisingAutoencoder(keras.Model):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# §III-B: the closeness functions, Eqs. (7)-(11). h (n, d) codes, w (k, d) centres; results (n, k).
+# §III-B: the loss, Eq. (5), on the assignments of Eq. (6) built from the closeness functions of Eqs. (7)-(11).
+# h (n, d) codes, w (k, d) centres; distances and closeness (n, k).
 # --------------------------------------------------------------------------------------------------------------
-def euclidean(h, w):
-    """z_ij = ||h_i - w_j||_2, as sqrt(max(squared distance, 1e-12)) (a finite gradient where h_i = w_j)."""
-    diff = ops.expand_dims(h, 1) - ops.expand_dims(w, 0)
-    return ops.sqrt(ops.maximum(ops.sum(ops.square(diff), axis=-1), 1e-12))
-
-
-# Eq. (7): Q1(h_i|w_j) = max(0, u_i - z_ij), z_ij = ||h_i - w_j||_2, u_i = (1/k) sum_j z_ij.
-def q1(h, w):
-    """Euclidean closeness of Eq. (7), not normalised over j; subgradient 0 at the kink."""
-    z = euclidean(h, w)
-    return ops.relu(ops.mean(z, axis=1, keepdims=True) - z)
-
-
-def _unit(v):
-    return v / ops.sqrt(ops.maximum(ops.sum(ops.square(v), axis=-1, keepdims=True), 1e-12))
-
-
-# Eq. (9) (HOE): z_ij = 1 - h_i . w_j / (||h_i|| ||w_j||), the cosine distance. Scale: for HOE and HOT (Eqs. 9-10)
-# the loss is invariant to a common scaling of the codes and centres (with Eqs. 6-7), so its gradient scales as
-# 1/scale and the effective step of SGD depends on the scale of the DAE codes.
-def cosine_distance(h, w):
-    return 1.0 - ops.matmul(_unit(h), ops.transpose(_unit(w)))
-
-
-# Eq. (10) (HOT): z_ij = 1 - (h_i - mean(h_i)) . (w_j - mean(w_j)) / (||h_i - mean(h_i)|| ||w_j - mean(w_j)||).
-def correlation_distance(h, w):
-    return cosine_distance(h - ops.mean(h, axis=-1, keepdims=True), w - ops.mean(w, axis=-1, keepdims=True))
-
-
-# Eq. (11) (HIT): z_ij = sum_l |h_il - w_jl|, the cityblock distance.
-def cityblock_distance(h, w):
-    return ops.sum(ops.abs(ops.expand_dims(h, 1) - ops.expand_dims(w, 0)), axis=-1)
-
-
-DISTANCES = {"HOMO": euclidean, "HOE": cosine_distance, "HOT": correlation_distance, "HIT": cityblock_distance}
-
-
-# Eq. (8): Q2(h_i|w_j) = (1 + z_ij)^-1 / sum_j' (1 + z_ij')^-1, with z of the variant (Eq. 7's Euclidean for HOMO,
-# Eqs. 9-11 for HOE, HOT, HIT).
-def q2(h, w, variant="HOE"):
-    kernel = 1.0 / (1.0 + DISTANCES[variant](h, w))
-    return kernel / ops.sum(kernel, axis=1, keepdims=True)
-
-
-# Eq. (6): P(h_i|w_j) = [Q^r(h_i|w_j) / f_j] / sum_j' [Q^r(h_i|w_j') / f_j'], f_j = sum_i Q(h_i|w_j), r = 2.
-def assignment(q, r=2, f=None):
-    """Eq. (6) on q (n, k); f (k,) defaults to the column sums of q (the rows given: a batch or the whole set)."""
-    if f is None:
-        f = ops.sum(q, axis=0)
-    num = ops.power(q, r) / ops.maximum(f, 1e-7)
-    return num / ops.maximum(ops.sum(num, axis=1, keepdims=True), 1e-12)
-
-
 # Eq. (5): L = sum_i sum_j P2(h_i|w_j) log[P2(h_i|w_j) / P1(h_i|w_j)] = KL(P2 || P1), P2 the target.
 # Finding (mnist-test, quick; label-free evidence in the monitor log: code_norm, centre_norm, zero_p1_mass, nonempty,
 # and per epoch history["cluster"]["p1_entropy"], ["p2_entropy"], ["code_norm"]): Eq. (5) is lowered by a degenerate
@@ -404,6 +353,60 @@ def kl_p1_p2(p1, p2, reduce=True):
 KL_TARGETS = ("p2", "p1")  # the target of the KL loss: "p2" Eq. (5) (the paper), "p1" the swapped ablation
 
 
+# Eq. (6): P(h_i|w_j) = [Q^r(h_i|w_j) / f_j] / sum_j' [Q^r(h_i|w_j') / f_j'], f_j = sum_i Q(h_i|w_j), r = 2.
+def assignment(q, r=2, f=None):
+    """Eq. (6) on q (n, k); f (k,) defaults to the column sums of q (the rows given: a batch or the whole set)."""
+    if f is None:
+        f = ops.sum(q, axis=0)
+    num = ops.power(q, r) / ops.maximum(f, 1e-7)
+    return num / ops.maximum(ops.sum(num, axis=1, keepdims=True), 1e-12)
+
+
+# Eq. (7): Q1(h_i|w_j) = max(0, u_i - z_ij), z_ij = ||h_i - w_j||_2, u_i = (1/k) sum_j z_ij.
+def euclidean(h, w):
+    """z_ij = ||h_i - w_j||_2, as sqrt(max(squared distance, 1e-12)) (a finite gradient where h_i = w_j)."""
+    diff = ops.expand_dims(h, 1) - ops.expand_dims(w, 0)
+    return ops.sqrt(ops.maximum(ops.sum(ops.square(diff), axis=-1), 1e-12))
+
+
+def q1(h, w):
+    """Euclidean closeness of Eq. (7), not normalised over j; subgradient 0 at the kink."""
+    z = euclidean(h, w)
+    return ops.relu(ops.mean(z, axis=1, keepdims=True) - z)
+
+
+# Eq. (8): Q2(h_i|w_j) = (1 + z_ij)^-1 / sum_j' (1 + z_ij')^-1, with z of the variant (Eq. 7's Euclidean for HOMO,
+# Eqs. 9-11 for HOE, HOT, HIT).
+def q2(h, w, variant="HOE"):
+    kernel = 1.0 / (1.0 + DISTANCES[variant](h, w))
+    return kernel / ops.sum(kernel, axis=1, keepdims=True)
+
+
+def _unit(v):
+    return v / ops.sqrt(ops.maximum(ops.sum(ops.square(v), axis=-1, keepdims=True), 1e-12))
+
+
+# Eq. (9) (HOE): z_ij = 1 - h_i . w_j / (||h_i|| ||w_j||), the cosine distance. Scale: for HOE and HOT (Eqs. 9-10)
+# the loss is invariant to a common scaling of the codes and centres (with Eqs. 6-7), so its gradient scales as
+# 1/scale and the effective step of SGD depends on the scale of the DAE codes.
+def cosine_distance(h, w):
+    return 1.0 - ops.matmul(_unit(h), ops.transpose(_unit(w)))
+
+
+# Eq. (10) (HOT): z_ij = 1 - (h_i - mean(h_i)) . (w_j - mean(w_j)) / (||h_i - mean(h_i)|| ||w_j - mean(w_j)||).
+def correlation_distance(h, w):
+    return cosine_distance(h - ops.mean(h, axis=-1, keepdims=True), w - ops.mean(w, axis=-1, keepdims=True))
+
+
+# Eq. (11) (HIT): z_ij = sum_l |h_il - w_jl|, the cityblock distance.
+def cityblock_distance(h, w):
+    return ops.sum(ops.abs(ops.expand_dims(h, 1) - ops.expand_dims(w, 0)), axis=-1)
+
+
+DISTANCES = {"HOMO": euclidean, "HOE": cosine_distance, "HOT": correlation_distance, "HIT": cityblock_distance}
+
+
+# Eqs. (5)-(11) together: the loss of a mini-batch.
 def distributions(h, w, variant="HOE", r=2):
     """(P1, P2) of Eq. (6) from Q1 (Eq. 7) and Q2 (Eq. 8); f over the rows of h."""
     return assignment(q1(h, w), r), assignment(q2(h, w, variant), r)
