@@ -1,112 +1,18 @@
 """R-DC: Rethinking Deep Clustering Paradigms: Self-Supervision Is All You Need.
 
 Shaheen, Mrabah, Ksantini, Alqaddoumi, Neural Networks (../shared/papers/004_f53c9959bea054f3.clean.txt;
-design notes in ../shared/specs/rdc.md). Read top to bottom beside the paper: §3.1 phase 1 (Eqs. 1-2), §3.3 the
-dual filter (Eqs. 3-11), §3.3-3.5 the phase-2 losses (Eqs. 12-14) and the core ratio (Eq. 15), Algorithm 1,
-§4.1.3 settings, §4.2.3 the ablation's third phase (DEC), §4.2.5 the robustness protocol (Eqs. 16-17), §1.2.1 /
-§4.1.2 the geometric diagnostics (ID by TwoNN, LID by PCA).
-
-Readings taken where the paper is ambiguous, silent or garbled (the spec's reading unless said otherwise):
-  - Eq. (1): x_phi = g(phi f(x_1) + (1 - phi) f(x_2)) with x_2 = the batch reversed (ACAI; the batch is shuffled,
-    so the pairs are random); phi ~ U[0, phi_max] per sample, phi_max = 1 (the paper's "[0, 1]"; ACAI folds to
-    [0, 0.5]: ``phi_max=0.5``). lambda_t is not given: 0.5 (ACAI's default and the DynAE driver). Reduction:
-    ACAI's, the mean over pixels and batch of the squared error plus lambda_t times the batch mean of c(x_phi)^2
-    (lambda_t's value belongs to that convention). The critic's weights are constants in Eq. (1) (applied through
-    ``apply_frozen``: every kernel/bias under stop_gradient, its input gradient flows).
-  - Eq. (2): eta ~ U[0, eta_max] with one draw per batch, eta_max = 1 (the paper's "[0, 1]"; the code draws per
-    batch from U[0, 0.5]: ``eta_max=0.5``; ACAI uses a constant 0.2). x_phi, x and x_hat are constants in Eq. (2).
-    Critic (silent; the code / ACAI): the encoder's MLP shape d-500-500-2000-10 with its 10 outputs averaged.
-  - Algorithm 1 lines 2-10: iteration i = 1..T1, even i: one autoencoder step on Eq. (1), odd i: one critic step
-    on Eq. (2), each with its own Adam (``acai_schedule="alternate"``), so the autoencoder gets T1/2 steps; the
-    code and ACAI update both every iteration (``"simultaneous"``: both networks step on every batch, from the
-    same phi and the same pre-step weights, with one Adam over both parameter sets, which is two Adams with one
-    step counter). The plain-autoencoder baseline at the same number of autoencoder steps as the alternating
-    schedule: ``autoencoder=plain, pretrain_iters=T1/2``. The critic is trained (the authors' file most likely
-    freezes it; not reproduced). A new shuffled batch every iteration.
-  - Pixel range (silent; chosen by label-free evidence, issue 25): ``pixel_range="pm1"`` feeds and reconstructs
-    images scaled to [-1, 1] (2 x - 1) in every phase, the range ACAI's lambda_t = 0.5 was chosen for (on [0, 1]
-    pixels the reconstruction term of Eq. 1 is 4x smaller, so 0.5 weighs the critic 4x more than ACAI did).
-    Fashion-MNIST, quick, seed 0, phase 1 alone: with [0, 1] pixels (the authors' loader, ``pixel_range="01"``)
-    the codes collapse (participation ratio of their covariance 1.87, top-2 components 96 % of the variance) where
-    the plain autoencoder at equal steps has 4.21 / 64 %; with [-1, 1] they are as healthy (4.22 / 62 %), and of
-    the other readings tried (lambda_t 0.125, phi or eta folded, both networks stepping together, ACAI's settings
-    together) none meets the plain autoencoder on both. With a noise level (Eqs. 16-17) the z-score undoes the range.
-  - Options from ACAI / the authors' file, each a departure (the paper is silent or writes otherwise): ``phi_fold`` folds phi to [0, 0.5] as ACAI does
-    (phi -> 0.5 - |phi - 0.5|, i.e. phi > 0.5 becomes 1 - phi: the reversed pair with 1 - phi is the same
-    interpolant); ``eta_fold`` folds eta the same way (the authors' file draws eta ~ U[0, 1] and folds it).
-    Both folds give the distributions of ``phi_max=0.5`` / ``eta_max=0.5`` with other draws.
-  - Eq. (3): the M = 5 neighbours exclude the point itself *by index* (with the point included every r_i = 0 and
-    nobody is ever core); duplicates are genuine neighbours at distance 0. The code's "5 including self" is
-    ``n_neighbors=4``. Codes come from the unaugmented inputs (Algorithm 1 line 14).
-  - Eq. (4): r_i = min_m d_im / max_m d_im; r_i = 1 when all M distances are 0. Eq. (5): r_i >= alpha (the code
-    uses >). Eq. (8): h_im = d_im - min_m' d_im' for the point itself (the code subtracts a running global
-    minimum: a bug, not reproduced); Eq. (9): h_im <= beta (code <), so the nearest neighbour is always reliable.
-  - Eq. (11) as printed averages f(x_i), the point itself, over m: a typo; sigma(x_i) is the mean of the codes of
-    the reliable neighbours (S_nn^i), the point excluded. sigma and g(sigma) are constants in the gradient
-    (targets; g is the current decoder).
-  - Eq. (12) as printed swaps the cases ("||x_i - x_hat_i|| if i not in Omega ... otherwise g(sigma)") - read as
-    the text says: border points reconstruct their input, core points reconstruct the decoded centroid. The
-    network input is the augmented image x~_i ("regularisation via data augmentation", §3.5), x_hat_i = g(f(x~_i)),
-    and the border target is x~_i (what was fed, as in phase 1). Eq. (13) only over core points, f of the
-    augmented input. Eq. (14) L = L1 + L2 without weights; reduction (ours): per-sample squared *sums* over
-    dimensions, averaged over the batch (L2's sum over the batch's core points divided by the batch size, the
-    stochastic estimate of (1/N) sum_{i in Omega}). ``loss_form="code"``: the code's weighting,
-    mean-squared latent error + 100 x mean-squared pixel error, with our targets.
-  - Neighbour refresh (§3.5 "every training iteration"): a code bank B = f(X) (clean inputs) inside the model;
-    at every step the batch's clean codes are written into B and its M neighbours, core mask, reliable mask and
-    centroids are recomputed from B (Eqs. 3-11 for the batch, in the graph), so everything that enters the loss is
-    refreshed every iteration from codes at most one refresh old. B is recomputed in full every ``refresh_every``
-    steps (0: one pass over the data; 1: the paper-literal full refresh every step, a GPU setting), and each full
-    refresh computes tau (Eq. 15) over all N with exact neighbours (scikit-learn), the stopping rule and the logs.
-  - Stopping rule (§3.5 "no further increase in the number of core points"; §4.1.3 "until there is no more
-    increase"): stop at the first full refresh t >= 1 with tau_t <= tau_{t-1} (``stop_rule="no_increase"``);
-    Algorithm 1's literal "while tau != tau_prev" is ``"unchanged"``; ``"none"`` runs to the cap. Safety cap
-    ``max_iters`` (the code's 100,000; the paper gives none), rounded up to whole refresh intervals.
-    ``tau_patience=k`` (a departure, label-free): "no_increase" stops only after k + 1 refreshes in a row whose
-    tau does not exceed the best tau so far (k = 0, the default, is the paper's rule above).
-  - Final labels: k-means (K, n_init 20) on f(X) of the clean data, after the last phase (Algorithm 1 line 27).
-  - Phase 3 (ablation only, §4.2.3, no settings given): DEC (Xie et al.) on the encoder, q with alpha = 1, target
-    p = q^2 / f normalised over the whole data, recomputed every 140 iterations, KL(p || q), centres initialised by
-    k-means (n_init 20), SGD(0.01, momentum 0.9), batch 256, augmentation on (§4.1.3 applies it to DEC), stop when
-    fewer than 0.1 % of the labels change between target updates or after 20,000 iterations (DEC-keras defaults).
-    Labels = argmax q.
-  - Baseline ``autoencoder="plain"``: the same network trained on reconstruction only (mean squared error of the
-    augmented input), T1 Adam steps (AE+K-means of Table 3 with ``phases="P1"``, DEC with ``phases="P1P3"``).
-  - Input (§4.1.1 "row normalization"): ``input_norm="unit"`` = pixel / 255 (the data as loaded; the authors'
-    loader does only this and augmentation needs image intensities); ``"l2"`` = each sample scaled to unit norm.
-  - Robustness (§4.2.5, Eqs. 16-17): ``noise_sigma`` (None = off) z-scores every feature (sigma_j = 0 -> 0) and
-    adds N(0, sigma_p^2) once (a fixed noisy data set drawn from the seed).
-  - Geometry (§1.2.1, §4.1.2, Figs. 1, 15): ID = TwoNN with Ansuini et al.'s estimator (drop r1 = 0 and r1 = r2,
-    fit through the origin on 90 % of the points); LID = the number of principal components reaching 90 % of the
-    variance (Fig. 1's caption; the code: 99.99 % of standardised codes, minus one - ``lid_threshold``,
-    ``lid_standardize``); both averaged over the predicted clusters (k-means on the current codes). Logged, never
-    used in training.
-  - Health (label-free, ours; history["phase1"]["health"], and ["phase2"]["health"] when phase 2 runs): the
-    codes' participation ratio, top-2 principal-component share and median per-dimension std (common.health),
-    the reconstruction MSE of the clean data, and after phase 1 the critic's phi-regression error (mean over the
-    last logged chunk) against the best constant predictor's, the variance of phi under its sampling
-    distribution (``common.health.uniform_variance``: 1/12 for U[0, 1], 1/48 folded).
-Values taken from the authors' code where the paper is silent: batch 256, VarianceScaling(1/3, fan_in, uniform)
-initialisers for the autoencoder and the critic, k-means n_init 20, the critic's shape. Alpha/beta from Table 2
-(FMNIST 0.6, 0.6), FMNIST's values for data sets the paper does not use (no tuning with labels).
-Inconsistencies in the paper: §4.1.3's alpha grid {0.05..0.25} contains none of Table 2's alphas; §4.1.1 says
-FMNIST has 60,000 32x32 images (Table 1: 70,000; it has 70,000 28x28); Table 3's DDC-UCO F1-micro differs from its
-ACC although micro-F1 = ACC for single-label data; Table 8's PneumoniaMNIST P1&P2 (86.5) vs Table 4 (86.7).
-Labels are read by the evaluation logs only; every result is the final iterate (the code picks checkpoints by
-ground-truth accuracy: not reproduced).
-
-Randomness, caching, resumption: batch order comes from NumPy generators keyed on (seed, phase, pass); phi, eta
-and augmentation from SeedGenerators inside the models, each phase with its own augmentation stream
-(``training.augmenter(seed, stream)``), so a cached phase 1 and a freshly trained one lead to the same phase 2.
-Finished phases 1 and 2 are cached under ``cache_dir`` (keyed by the settings that change their numbers, the data
-and common.golden.numerics_version: a refactor that keeps the golden outputs keeps the caches; not by the logging
-intervals) and reused by the ablation runs; with
-``checkpoint_dir`` every phase checkpoints through common.checkpoint (phase 1, two models and two optimizers
-stepped by ``train_on_batch``, saves them itself; phases 2 and 3 use ``resumable_fit``) and an interrupted run
-resumes to the uninterrupted result.
-Cost (measured on the 2-core CPU under load, 70,000 10-D codes): the in-graph search of one step (256 x 70,000
-scores + top_k) is ~140 ms, i.e. of the order of the autoencoder step itself; the exact k-NN of a full refresh
-(scikit-learn, brute force) is ~30 s. ``refresh_every`` trades refresh cost against freshness of tau.
+design notes in ../shared/specs/rdc.md). Read top to bottom beside the paper:
+  §3.1 phase 1, ACAI: Eq. (1) the autoencoder, Eq. (2) the critic (AcaiStep; Algorithm 1 lines 2-10)
+  §3.3 the dual filter: Eq. (3) neighbours, Eqs. (4)-(6) core points, Eqs. (7)-(9) reliable neighbours,
+       Eqs. (10)-(11) centroids
+  §3.3-3.5 phase 2: Eqs. (12)-(14) the losses (ProximityNet), Eq. (15) the core ratio tau, the stopping rule
+  §4.2.3 the ablation's phase 3, DEC (DecNet); §1.2.1 / §4.1.2 the geometric diagnostics (ID by TwoNN, LID by
+       PCA); §4.2.5 the robustness protocol, Eqs. (16)-(17)
+  §4.1.3 settings (Config, Table 2), Algorithm 1 (RDC.fit), the paper's Tables 3-6 and 8 (PAPER_RESULTS)
+Where the paper is ambiguous, silent or garbled, and where we depart from it: DEPARTURES (topic, the paper, the
+authors' code or ACAI, ours and the ``--set`` option that gives the other; common.tables.departures_markdown
+renders it), and NOTES (the label-free evidence for the pixel range, the health figures, the paper's
+inconsistencies, randomness / caching / resumption, cost). Labels feed the evaluation logs only.
 """
 import time
 from dataclasses import dataclass
@@ -119,6 +25,143 @@ from sklearn.neighbors import NearestNeighbors
 from common import checkpoint, clustering, health, metrics, nets, results, training
 from common.estimator import DeepClusterer
 from common.tables import parse_table
+
+# (topic, the paper, the authors' code (or ACAI / DynAE, which it builds on), ours and the --set option that gives
+# the other). The spec's reading unless said otherwise.
+DEPARTURES = [
+    ("Eq. (1): the interpolated pairs", "x_phi = g(phi f(x_1) + (1 - phi) f(x_2)); x_2 not specified",
+     "ACAI: x_2 = the batch reversed", "ACAI's: x_2 = the batch reversed (the batch is shuffled, so the pairs are "
+     "random); no option"),
+    ("Eq. (1): phi", "phi ~ U[0, 1] per sample (the paper's \"[0, 1]\")", "ACAI folds phi to [0, 0.5]: phi -> "
+     "0.5 - |phi - 0.5|, i.e. phi > 0.5 becomes 1 - phi (the reversed pair with 1 - phi is the same interpolant)",
+     "paper: U[0, phi_max], phi_max = 1; `--set phi_max=0.5` draws U[0, 0.5]; `--set phi_fold=true` folds as ACAI "
+     "(both give that distribution, with other draws)"),
+    ("Eq. (1): lambda_t", "not given", "ACAI's default 0.5 (and the DynAE driver)", "0.5; `--set lambda_t=...`"),
+    ("Eq. (1): reduction", "a squared norm plus lambda_t times the critic's square, reduction not given",
+     "ACAI: the mean over pixels and batch of the squared error plus lambda_t times the batch mean of c(x_phi)^2",
+     "ACAI's (lambda_t's value belongs to that convention); no option"),
+    ("Eq. (1): the critic", "its weights are constants in Eq. (1)", "-",
+     "applied through apply_frozen: every kernel and bias under stop_gradient, the gradient flows to its input; "
+     "no option"),
+    ("Eq. (2): eta", "eta ~ U[0, 1] (the paper's \"[0, 1]\"); x_phi, x and x_hat constants in Eq. (2)",
+     "one draw per batch from U[0, 0.5] (the authors' file draws eta ~ U[0, 1] and folds it); ACAI: a constant 0.2",
+     "paper: eta ~ U[0, eta_max], one draw per batch, eta_max = 1, x_phi, x, x_hat constants; `--set eta_max=0.5`; "
+     "`--set eta_fold=true` folds as the authors' file (both give U[0, 0.5], with other draws)"),
+    ("Eq. (2): the critic's network", "silent", "the encoder's MLP shape d-500-500-2000-10 with its 10 outputs "
+     "averaged (the code and ACAI)", "the code's; no option"),
+    ("Algorithm 1 lines 2-10: schedule", "iteration i = 1..T1: even i one autoencoder step on Eq. (1), odd i one "
+     "critic step on Eq. (2), each with its own Adam, so the autoencoder gets T1/2 steps",
+     "the code and ACAI update both networks every iteration",
+     "paper (`acai_schedule=alternate`), a new shuffled batch every iteration; `--set acai_schedule=simultaneous`: "
+     "both networks step on every batch from the same phi and the same pre-step weights, with one Adam over both "
+     "parameter sets (two Adams with one step counter). The plain autoencoder at as many autoencoder steps as the "
+     "alternating schedule: `--set autoencoder=plain --set pretrain_iters=T1/2`"),
+    ("phase 1: the critic", "trained (Algorithm 1)", "the authors' file most likely freezes it",
+     "paper: trained; the frozen critic is not reproduced (no option)"),
+    ("pixel range", "silent", "the authors' loader: [0, 1] pixels",
+     "[-1, 1] (2 x - 1) in every phase (`pixel_range=pm1`), the range ACAI's lambda_t = 0.5 was chosen for: on "
+     "[0, 1] pixels the reconstruction term of Eq. (1) is 4x smaller, so 0.5 weighs the critic 4x more than ACAI "
+     "did. Chosen by label-free evidence (NOTES, issue 25); `--set pixel_range=01`. With a noise level (Eqs. "
+     "16-17) the z-score undoes the range"),
+    ("Eq. (3): the M = 5 neighbours", "M = 5", "5 including the point itself",
+     "5 excluding the point itself *by index* (with it included every r_i = 0 and nobody is ever core); duplicates "
+     "are genuine neighbours at distance 0; codes of the unaugmented inputs (Algorithm 1 line 14); the code's: "
+     "`--set n_neighbors=4`"),
+    ("Eqs. (4)-(5): core points", "r_i = min_m d_im / max_m d_im; core when r_i >= alpha", "r_i > alpha",
+     "paper (>=), with r_i = 1 when all M distances are 0; no option"),
+    ("Eqs. (8)-(9): reliable neighbours", "h_im = d_im - min_m' d_im' (the point's own nearest); reliable when "
+     "h_im <= beta", "subtracts a running global minimum (a bug); h_im < beta",
+     "paper, so the nearest neighbour is always reliable; the code's bug is not reproduced (no option)"),
+    ("Eq. (11): the centroid", "as printed averages f(x_i), the point itself, over m (a typo)", "-",
+     "sigma(x_i) = the mean of the codes of the reliable neighbours (S_nn^i), the point excluded; sigma and "
+     "g(sigma) are constants in the gradient (targets; g is the current decoder); no option"),
+    ("Eq. (12): the cases", "as printed swaps them (\"||x_i - x_hat_i|| if i not in Omega ... otherwise "
+     "g(sigma)\")", "-", "as the text says: border points reconstruct their input, core points the decoded "
+     "centroid. The network input is the augmented x~_i (\"regularisation via data augmentation\", §3.5), "
+     "x_hat_i = g(f(x~_i)), the border target is x~_i (what was fed, as in phase 1); Eq. (13) only over core "
+     "points, f of the augmented input; no option"),
+    ("Eq. (14): weights and reduction", "L = L1 + L2 without weights; reduction not given",
+     "mean-squared latent error + 100 x mean-squared pixel error",
+     "ours: per-sample squared *sums* over dimensions, averaged over the batch (L2's sum over the batch's core "
+     "points divided by the batch size, the stochastic estimate of (1/N) sum_{i in Omega}); `--set "
+     "loss_form=code`: the code's weighting, with our targets"),
+    ("§3.5: neighbour refresh", "\"every training iteration\"", "-",
+     "a code bank B = f(X) (clean inputs) inside the model: every step writes the batch's clean codes into B and "
+     "recomputes the batch's M neighbours, core mask, reliable mask and centroids from B (Eqs. 3-11 in the graph), "
+     "so everything in the loss is refreshed every iteration from codes at most one refresh old. B is recomputed "
+     "in full every `refresh_every` steps (0: one pass over the data; `--set refresh_every=1`: the paper-literal "
+     "full refresh every step, a GPU setting); each full refresh computes tau (Eq. 15) over all N with exact "
+     "neighbours (scikit-learn), the stopping rule and the logs"),
+    ("§3.5 / §4.1.3: stopping rule", "\"no further increase in the number of core points\", \"until there is no "
+     "more increase\"; Algorithm 1 line 13: while tau != tau_prev; no cap", "maxiter 100,000",
+     "stop at the first full refresh t >= 1 with tau_t <= tau_{t-1} (`stop_rule=no_increase`); `--set "
+     "stop_rule=unchanged` (Algorithm 1 literally), `none` (to the cap); safety cap `max_iters` = the code's "
+     "100,000, rounded up to whole refresh intervals; `--set tau_patience=k` (a label-free departure): stop only "
+     "after k + 1 refreshes in a row whose tau does not exceed the best tau so far (k = 0, the default, is the "
+     "paper's rule)"),
+    ("Algorithm 1 line 27: final labels", "k-means on f(X)", "k-means, n_init 20",
+     "k-means (K, n_init 20) on f(X) of the clean data, after the last phase; no option"),
+    ("§4.2.3: phase 3 (ablation)", "DEC (Xie et al.), no settings given", "-",
+     "DEC on the encoder: q with alpha = 1, target p = q^2 / f normalised over the whole data, recomputed every "
+     "140 iterations, KL(p || q), centres by k-means (n_init 20), SGD(0.01, momentum 0.9), batch 256, augmentation "
+     "on (§4.1.3 applies it to DEC), stop when fewer than 0.1 % of the labels change between target updates or "
+     "after 20,000 iterations (DEC-keras defaults); labels = argmax q; `--set dec_learning_rate=...`, "
+     "`dec_momentum`, `dec_update_interval`, `dec_tol`, `dec_max_iters`"),
+    ("Table 3: AE+K-means and DEC baselines", "the same network trained on reconstruction", "-",
+     "`--set autoencoder=plain`: reconstruction only (mean squared error of the augmented input), T1 Adam steps; "
+     "AE + K-means with `phases=P1`, DEC with `phases=P1P3`"),
+    ("§4.1.1: \"row normalization\"", "not defined", "the authors' loader: pixel / 255 only",
+     "`input_norm=unit` = pixel / 255 (the data as loaded; augmentation needs image intensities); `--set "
+     "input_norm=l2`: each sample scaled to unit norm (with `pixel_range=01`)"),
+    ("§4.2.5: robustness (Eqs. 16-17)", "z-score, then Gaussian noise of std sigma_p", "-",
+     "`--set noise_sigma=s` z-scores every feature (sigma_j = 0 -> 0) and adds N(0, s^2) once (a fixed noisy data "
+     "set drawn from the seed); off by default"),
+    ("§1.2.1, §4.1.2, Figs. 1, 15: geometry", "ID by TwoNN; LID = the number of principal components reaching 90 % "
+     "of the variance (Fig. 1's caption)", "LID: 99.99 % of the variance of standardised codes, minus one",
+     "ID: Ansuini et al.'s TwoNN estimator (drop r1 = 0 and r1 = r2, fit through the origin on 90 % of the "
+     "points); LID at 90 %; the code's threshold and standardisation: `--set lid_threshold=0.9999 --set "
+     "lid_standardize=true`; both averaged over the predicted clusters (k-means on the current codes); logged, "
+     "never used in training"),
+    ("values where the paper is silent", "silent", "batch 256, VarianceScaling(1/3, fan_in, uniform) initialisers "
+     "for the autoencoder and the critic, k-means n_init 20, the critic's shape", "the code's; `--set batch_size`, "
+     "`kmeans_n_init`"),
+    ("alpha, beta", "Table 2 (FMNIST 0.6, 0.6)", "-", "Table 2; FMNIST's values for data sets the paper does not "
+     "use (no tuning with labels); `--set alpha=... --set beta=...`"),
+    ("model selection", "-", "picks checkpoints by ground-truth accuracy",
+     "every result is the final iterate; labels are read by the evaluation logs only (not reproduced, no option)"),
+]
+
+# (topic, note): facts behind the readings above, and how the module runs.
+NOTES = [
+    ("pixel range: the label-free evidence (issue 25)",
+     "Fashion-MNIST, quick, seed 0, phase 1 alone: with [0, 1] pixels (the authors' loader, `pixel_range=01`) the "
+     "codes collapse (participation ratio of their covariance 1.87, top-2 components 96 % of the variance) where "
+     "the plain autoencoder at equal steps has 4.21 / 64 %; with [-1, 1] they are as healthy (4.22 / 62 %), and of "
+     "the other readings tried (lambda_t 0.125, phi or eta folded, both networks stepping together, ACAI's settings "
+     "together) none meets the plain autoencoder on both."),
+    ("health figures (label-free, ours)",
+     "history['phase1']['health'], and ['phase2']['health'] when phase 2 runs: the codes' participation ratio, "
+     "top-2 principal-component share and median per-dimension std, the reconstruction MSE of the clean data "
+     "(common.health), and after phase 1 the critic's phi-regression error (mean over the last logged chunk) "
+     "against the best constant predictor's, the variance of phi under its sampling distribution "
+     "(common.health.uniform_variance: 1/12 for U[0, 1], 1/48 folded)."),
+    ("inconsistencies in the paper",
+     "§4.1.3's alpha grid {0.05..0.25} contains none of Table 2's alphas; §4.1.1 says FMNIST has 60,000 32x32 "
+     "images (Table 1: 70,000; it has 70,000 28x28); Table 3's DDC-UCO F1-micro differs from its ACC although "
+     "micro-F1 = ACC for single-label data; Table 8's PneumoniaMNIST P1&P2 (86.5) vs Table 4 (86.7)."),
+    ("randomness, caching, resumption",
+     "Batch order comes from NumPy generators keyed on (seed, phase, pass); phi, eta and augmentation from "
+     "SeedGenerators inside the models, each phase with its own augmentation stream (`training.augmenter(seed, "
+     "stream)`), so a cached phase 1 and a freshly trained one lead to the same phase 2. Finished phases 1 and 2 "
+     "are cached under `cache_dir` (common.estimator: keyed by the settings that change their numbers, the data and "
+     "common.golden.numerics_version, so a refactor that keeps the golden outputs keeps the caches; not by the "
+     "logging intervals) and reused by the ablation runs. With `checkpoint_dir` every phase checkpoints through "
+     "common.checkpoint (phase 1, two models and two optimizers stepped by `train_on_batch`, saves them itself; "
+     "phases 2 and 3 use `resumable_fit`) and an interrupted run resumes to the uninterrupted result."),
+    ("cost", "Measured on the 2-core CPU under load, 70,000 10-D codes: the in-graph search of one step (256 x "
+     "70,000 scores + top_k) is ~140 ms, of the order of the autoencoder step itself; the exact k-NN of a full "
+     "refresh (scikit-learn, brute force) is ~30 s. `refresh_every` trades refresh cost against freshness of tau."),
+]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Paper-reported numbers: ACC, F1 macro, F1 micro in % (Tables 3, 4, 5), as fractions; R-DC reports no NMI.

@@ -716,3 +716,20 @@ def test_cache_names_keep_the_key_of_the_queue_caches(tmp_path):
     key = training.config_hash({**part, "code": golden.numerics_version("rdc"), **training.data_fingerprint(m.x),
                                 "seed": 4, "hidden": [16]})
     assert m._cache("phase1", part) == tmp_path / f"rdc_phase1_seed4_{key}.weights.h5"
+
+
+def test_departures_are_a_table_whose_options_exist():
+    """Every row renders (four non-empty strings) and every `--set key=...` it names is a Config field (a renamed or
+    misspelt option would not be)."""
+    import dataclasses
+    import re
+
+    from common.tables import departures_markdown
+
+    table = departures_markdown(rdc.DEPARTURES)
+    assert table.count("\n") == len(rdc.DEPARTURES) + 1
+    named = {k for row in rdc.DEPARTURES for k in re.findall(r"--set (\w+)", row[3])}
+    fields = {f.name for f in dataclasses.fields(rdc.Config)}
+    assert {"phi_fold", "eta_fold", "pixel_range", "acai_schedule", "loss_form", "tau_patience", "n_neighbors",
+            "lid_threshold"} <= named and named <= fields, named - fields
+    assert all(isinstance(t, str) and isinstance(n, str) and n for t, n in rdc.NOTES)
