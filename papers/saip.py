@@ -11,8 +11,8 @@ sharpened by Eq. (6); training minimises KL(P2 || P1) (Eq. 5), labels are argmax
 Read top to bottom beside the paper: Tables III-VI (the paper's numbers), Table II (schedule); §III-A/§III-C the
 denoising autoencoder (Eqs. 2-3); §III-B the loss (Eq. 5, with the finding on its degenerate descent), the
 assignment (Eq. 6), the closeness functions (Eqs. 7-11), the labels (Eq. 12), Theorem 1 (Eqs. 13-15); Table II's
-learning-rate schedule and §III-B's stopping rule; the settings (Config); Algorithm 1 (ClusterNet, the callbacks,
-class SAIP).
+learning-rate schedule and §III-B's stopping rule; the settings (Config); Algorithm 1 (ClusterNet, the
+callbacks, the class SAIP).
 
 Where the paper is garbled, ambiguous or silent: DEPARTURES (what it says, what we do and the `--set` option that
 gives the other reading; the readings are ../shared/specs/saip.md's; common.tables.departures_markdown renders it).
