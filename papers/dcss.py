@@ -2,40 +2,52 @@
 
 Sadeghi, Armanfard (../shared/papers/002_11b98ed96ce535f0.txt; readable equations in ../shared/papers/README.md).
 Read top to bottom beside the paper: §3.1 phase 1 (Eqs. 1a-1d, 2, 3), §3.2 phase 2 (Eqs. 4, 5), §3.3 final
-assignment, §5 networks (Fig. 12, MNet), §6 implementation details, Algorithm 1.
+assignment, §5 networks (Fig. 12, MNet), §6 implementation details, Algorithm 1 (class DCSS).
 
-What we do where the authors' code (github.com/Armanfard-Lab/DCSS) differs from the paper: we follow the paper.
-  - Phase-1 optimiser: Adam, lr 1e-5 (§6); the code uses SGD lr 1e-6, momentum 0.9 (no Nesterov, no decay).
-    `phase1_optimizer="authors_sgd"` swaps in that optimiser (Keras's and PyTorch's momentum updates are the same at
-    a constant rate) and changes nothing else; lr_ae then sets phase 2's encoder rate only. The loss is already the
-    code's: its clustering_cost is Eq. (1a) for one cluster per step, sum_i p_ik^m (||x_i - x_hat_i||^2 +
-    0.1 ||u_i - mu_k||^2), summed (not averaged) over the batch's samples, pixels and code coordinates, K steps per
-    batch. Still ours under the option: p recomputed before each step (next item); centres updated after epochs
-    T1, 2 T1, ... (code: at the start of epoch T when T mod T1 = 1, i.e. after epochs 1, 3, 5, ...).
-  - Memberships p_ik are recomputed with the current network before each of the K steps (Algorithm 1, line 4);
-    the code computes them once per batch.
-  - No clipping of q in phase 2 (code only). `q_clip=True` sets q to 1 above 0.99 and to 0 below 0.01 inside the
-    pair products q_i^T q_j of Eqs. (4)-(5), as the code does (s of Eq. (5) still from the unclipped q, as there),
-    which zeroes the gradient of every clipped entry. The code's 0.001 loss scale is not taken (Adam's step does not
-    depend on the loss scale, up to its epsilon).
-  - MNet has three hidden layers of 128 (§5); the code (Mutual_net) has two: `mnet_layers=2` gives its d-128-128-K.
-  - No checkpoint choice: the code keeps the pre-training / phase-1 epoch with the best *label* accuracy.
-    Labels are used here only for the evaluation log; every result is the final iterate.
-Where the paper is silent we take the authors' code: batch size 500, 200 pre-training epochs, Adam defaults for
-pre-training ("the same parameters mentioned in the original paper", §6), shuffled batches, k-means with
-scikit-learn's defaults, centres updated at the end of every T1-th phase-1 epoch, the sum in Eqs. (4)-(5) running
-over all ordered pairs of the batch including i = j (as written, and as the code does).
+Where the authors' code (github.com/Armanfard-Lab/DCSS) differs from the paper we follow the paper, and the code's
+choice is an option where it changes the method; where the paper is silent we take the code. Labels are used only
+for the evaluation log: every result is the final iterate (the code keeps the epoch of best label accuracy).
+Each point is a row of DEPARTURES (common.tables.departures_markdown renders them).
 """
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from common import checkpoint, results, training
+from common import checkpoint, fitting, training
+from common.estimator import DeepClusterer
+from common.tables import parse_table
+
+# (topic, the paper, the authors' code, ours and the --set option that gives the other)
+DEPARTURES = [
+    ("phase-1 optimiser", "Adam, lr 1e-5 (§6)", "SGD lr 1e-6, momentum 0.9 (no Nesterov, no decay)",
+     "paper; `--set phase1_optimizer=authors_sgd` swaps in the code's optimiser (Keras's and PyTorch's momentum "
+     "updates are the same at a constant rate) and changes nothing else; lr_ae then sets phase 2's encoder rate only"),
+    ("phase-1 loss", "Eq. (1a) for each cluster k", "clustering_cost: Eq. (1a) for one cluster per step, "
+     "sum_i p_ik^m (||x_i - x_hat_i||^2 + 0.1 ||u_i - mu_k||^2), summed (not averaged) over the batch's samples, "
+     "pixels and code coordinates, K steps per batch", "the code's form already (no departure)"),
+    ("memberships p_ik in phase 1", "recomputed before each of the K steps (Algorithm 1, line 4)",
+     "computed once per batch", "paper, also under `phase1_optimizer=authors_sgd`; no option"),
+    ("phase-1 centre updates", "every T1 epochs (Eq. 3)", "at the start of epoch T when T mod T1 = 1, i.e. after "
+     "epochs 1, 3, 5, ...", "after epochs T1, 2 T1, ... (at the end of every T1-th epoch), also under "
+     "`phase1_optimizer=authors_sgd`; no option"),
+    ("clipping of q in phase 2", "none", "q set to 1 above 0.99 and to 0 below 0.01 inside the pair products "
+     "q_i^T q_j of Eqs. (4)-(5) (s of Eq. (5) still from the unclipped q), which zeroes the gradient of every "
+     "clipped entry", "paper; `--set q_clip=true` (clip_q)"),
+    ("phase-2 loss scale", "none", "the loss times 0.001",
+     "not taken (Adam's step does not depend on the loss scale, up to its epsilon); no option"),
+    ("MNet", "three hidden layers of 128 (§5)", "Mutual_net: two", "paper; `--set mnet_layers=2` (d-128-128-K)"),
+    ("checkpoint choice", "not stated", "keeps the pre-training / phase-1 epoch with the best label accuracy",
+     "the final iterate (labels feed the evaluation log only); no option"),
+    ("batch size", "not given", "500", "code; `--set batch_size=...`"),
+    ("pre-training", "\"the same parameters mentioned in the original paper\" (§6)",
+     "200 epochs, Adam with its defaults, shuffled batches", "code; `--set ae_epochs=...`, `ae_learning_rate=...`"),
+    ("k-means start", "not given", "scikit-learn's defaults (n_init 10, its former default)",
+     "code; `--set kmeans_n_init=...`"),
+    ("pairs of Eqs. (4)-(5)", "the sum over i, j in the batch", "all ordered pairs, i = j included",
+     "as written and as the code does; no option"),
+]
 
 # Paper-reported numbers (Table 1: ACC, NMI in %, NMI = I / max(H(l), H(c)); Table 3: DCSS as a framework).
 # Data copied from the paper, not ours. None where the paper prints a dash. Datasets we cannot run
@@ -68,19 +80,11 @@ DKM+MNet    88.31 84.52 57.23 56.26 44.34 49.50 77.13 78.02 82.26 69.50 96.00 91
 # IDEC+MNet (§4.7 lists DEC, IDEC, DCN, DKM); DKM+MNet USPS NMI "(/8.02)" is 78.02.
 
 
-def _parse_table(text, cols=_COLS):
-    table = {}
-    for line in text.strip().splitlines():
-        name, *vals = line.split()
-        v = [None if s == "-" else float(s) / 100.0 for s in vals]
-        table[name] = {c: (None if v[2 * i] is None else {"acc": v[2 * i], "nmi": v[2 * i + 1], "ari": None})
-                       for i, c in enumerate(cols)}
-    return table
-
-
 METHOD = "DCSS"
 NMI_KEY = "nmi_max"  # §4.2, Eq. (6b): NMI = I(l; c) / max{H(l), H(c)}
-PAPER_RESULTS = {**_parse_table(_T1), **_parse_table(_T3)}  # PAPER_RESULTS[method][dataset] -> {"acc", "nmi", "ari"}
+# PAPER_RESULTS[method][dataset] -> {"acc", "nmi", "ari"}
+PAPER_RESULTS = {**parse_table(_T1, _COLS, percent=True, absent=("ari",)),
+                 **parse_table(_T3, _COLS, percent=True, absent=("ari",))}
 DATASETS = ("usps", "mnist", "fmnist", "2mnist")
 # Fig. 6 (§4.8): MNIST with class c kept with probability r + (1 - r) c / 9 (common.datasets.imbalanced).
 # "mnist-test-imb<r>" applies the same construction to MNIST's 10,000-image test split: a CPU-sized stand-in,
@@ -412,19 +416,6 @@ class SimilaritySpace(keras.callbacks.Callback):
         self.model.use_q.assign(1.0 if epoch >= self.T2 else 0.0)
 
 
-class SparseEvalLogger(training.EvalLogger):
-    """common.training.EvalLogger every ``every`` epochs (and at the last); labels feed the log only."""
-
-    def __init__(self, predict_labels, x, y, steps, every, epochs):
-        super().__init__(predict_labels, x, y, steps)
-        self.every, self.epochs = every, epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
-            super().on_epoch_end(epoch, logs)
-            self.log[-1]["epoch"] = epoch + 1
-
-
 class ClusterSizes(keras.callbacks.Callback):
     """Label-free: the cluster sizes of ``predict_labels(x)`` at the end of every epoch (``log``); ``labels`` keeps
     the last prediction, for the evaluation log to reuse."""
@@ -454,34 +445,12 @@ def _phase_state(logger, center_cb, sizes=None):
     return get, set_
 
 
-class DCSS:
+class DCSS(DeepClusterer):
     """Algorithm 1: pre-trained AE + k-means centres, phase 1 (K runs per batch), phase 2 (MNet), argmax q."""
 
-    def __init__(self, n_clusters, config=None, seed=0, cache_dir=None, verbose=1, checkpoint_dir=None):
-        self.n_clusters, self.cfg, self.seed, self.verbose = n_clusters, config or Config(), seed, verbose
-        self.cache_dir = cache_dir
-        self.checkpoint = checkpoint.Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        self.history = {}
-        # The code each cached stage depends on (part of its cache key; comments and docstrings aside).
-        ae = (_bn, bottleneck, _transposed, build_autoencoder, training.AutoencoderTrainer,
-              training.pretrain_autoencoder, training.shuffled_batches)
-        self.code = {"ae": training.code_fingerprint(*ae),
-                     "phase1": training.code_fingerprint(*ae, squared_distances, memberships, phase1_loss, update_centers,
-                                                         Phase1Net, k_step_batches, CenterUpdate, training.kmeans,
-                                                         build_phase1_optimizer,
-                                                         DCSS._pretrain, DCSS._phase1, DCSS.recompute_centers)}
+    paper, config_class = "dcss", Config
 
     # --- helpers outside the graph --------------------------------------------------------------------------
-    def _cache_path(self, x, stage, part):
-        """cache_dir/<stage>_seed<k>_<hash of the settings that determine this stage and the data>, or None."""
-        if self.cache_dir is None:
-            return None
-        key = training.config_hash({**part, **training.data_fingerprint(x), "seed": self.seed, "code": self.code[stage]})
-        return Path(self.cache_dir) / f"{stage}_seed{self.seed}_{key}.weights.h5"
-
-    def embed(self, x):
-        return self.encoder.predict(x, batch_size=1024, verbose=0)
-
     def recompute_centers(self, x, centers):
         """Eq. (3) with p from Eq. (2) on all of x."""
         u = self.embed(x)
@@ -503,6 +472,16 @@ class DCSS:
         """§3.3: the index of the largest element of q_i."""
         return np.argmax(self.predict_proba(x), axis=1)
 
+    def run_outputs(self, x):
+        """Labels = argmax q (final iterate), DCSS_u as an extra label set; the .npz keeps the k-means start, phase 1's
+        codes, centres and labels, and q."""
+        q = self.predict_proba(x)
+        return {"labels": np.argmax(q, axis=1), "embedding": self.embed(x), "centers": self.centers,
+                "kmeans_labels": self.kmeans_labels, "extra_labels": {"DCSS_u": self.labels_u},
+                "arrays": {"kmeans_labels": self.kmeans_labels, "u_phase1": self.u_phase1,
+                           "centers_phase1": self.centers_phase1, "q": q, "labels_u": self.labels_u},
+                "history": self.history}
+
     # --- training -----------------------------------------------------------------------------------------
     def fit(self, x, y=None):
         """Trains on images x (n, H, W, 1); ``y`` only feeds the evaluation log."""
@@ -518,7 +497,7 @@ class DCSS:
     def _pretrain(self, x):
         """§6: AE trained on reconstruction only (Adam), then k-means on u for the initial centres."""
         cfg = self.cfg
-        cache = self._cache_path(x, "ae", cfg.autoencoder_part())
+        cache = self.cache_path("ae", cfg.autoencoder_part(), x)
         self.history["pretrain"] = training.pretrain_autoencoder(
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.ae_learning_rate, augment=None, cache=cache, seed=self.seed, verbose=self.verbose)
@@ -533,23 +512,22 @@ class DCSS:
         net((x[:2], np.zeros(2, "int32")))
         # Phase 1 depends only on the pre-training and phase-1 settings: a cached result (AE weights, centres,
         # curves) lets runs that change only phase 2 (e.g. the zeta/gamma sweep of Fig. 10) skip it.
-        cache = self._cache_path(x, "phase1", cfg.phase1_part())
-        curves = cache and cache.with_suffix("").with_suffix(".json")  # the phase-1 history beside the weights
-        if cache is not None and cache.is_file():
-            net.load_weights(cache)
-            self._phase1_done(net, x, {**json.loads(curves.read_text()), "cached": str(cache)})
+        cache = self.cache_path("phase1", cfg.phase1_part(), x)
+        cached = self.load_cached(net, cache)
+        if cached is not None:
+            self._phase1_done(net, x, cached)
             return
         net.compile(optimizer=build_phase1_optimizer(cfg))
         n_batches = -(-len(x) // cfg.batch_size)
         steps = n_batches * K  # K successive optimiser steps per batch
         center_cb = CenterUpdate(self, x, every=cfg.T1)
-        logger = None if y is None else SparseEvalLogger(lambda a: self.predict_u(a, net.centers), x, y, steps,
+        logger = None if y is None else fitting.EvalLogger(lambda a: self.predict_u(a, net.centers), x, y, steps,
                                                          cfg.eval_every, cfg.phase1_epochs)
         get_state, set_state = _phase_state(logger, center_cb)
         fit = checkpoint.resumable_fit(
             net, lambda e: k_step_batches(x, cfg.batch_size, K, self.seed, e), phase="phase1",
             epochs=cfg.phase1_epochs, steps_per_epoch=steps, callbacks=[center_cb] + ([logger] if logger else []),
-            checkpoint=cache and checkpoint.Checkpoint(str(cache) + ".ckpt"), get_state=get_state,
+            checkpoint=self.cache_checkpoint(cache), get_state=get_state,
             set_state=set_state, verbose=self.verbose)
         history = {
             "loss": checkpoint.curve(fit["logs"], "loss"),
@@ -563,10 +541,7 @@ class DCSS:
                           "momentum": getattr(net.optimizer, "momentum", None)}}
         if logger is not None:
             history["eval"] = logger.log
-        if cache is not None:  # the history first: the weights file is what marks the cache as complete
-            results.write_json(curves, history)
-            training.save_weights_atomically(net, cache)
-            checkpoint.Checkpoint(str(cache) + ".ckpt").clear()
+        self.save_cached(net, cache, history)
         self._phase1_done(net, x, history)
 
     def _phase1_done(self, net, x, history):
@@ -586,7 +561,7 @@ class DCSS:
         steps = -(-len(x) // cfg.batch_size)
         center_cb = CenterUpdate(self, x, every=1, until=cfg.T2)  # line 14: centres updated in the first T2 epochs
         sizes = ClusterSizes(self.predict, x, self.n_clusters)     # argmax q after every epoch, label-free
-        logger = None if y is None else SparseEvalLogger(lambda _: sizes.labels, x, y, steps, 1, cfg.phase2_epochs)
+        logger = None if y is None else fitting.EvalLogger(lambda _: sizes.labels, x, y, steps, 1, cfg.phase2_epochs)
         get_state, set_state = _phase_state(logger, center_cb, sizes)
         fit = checkpoint.resumable_fit(
             net, lambda e: training.shuffled_batches(x, cfg.batch_size, self.seed + 1, e), phase="phase2",
@@ -606,16 +581,4 @@ class DCSS:
             self.history["phase2"]["eval"] = logger.log
 
 
-def run(data, config, seed, cache_dir=None, verbose=1, checkpoint_dir=None):
-    """One training run for the reproduction CLI (labels = argmax q, final iterate; DCSS_u as an extra label set)."""
-    t0 = time.perf_counter()
-    model = DCSS(data.n_clusters, config, seed=seed, cache_dir=cache_dir, verbose=verbose,
-                 checkpoint_dir=checkpoint_dir).fit(data.x, data.y)
-    q = model.predict_proba(data.x)
-    model.history["seconds"] = time.perf_counter() - t0
-    return {"labels": np.argmax(q, axis=1), "embedding": model.embed(data.x), "centers": model.centers,
-            "kmeans_labels": model.kmeans_labels, "extra_labels": {"DCSS_u": model.labels_u},
-            "arrays": {"kmeans_labels": model.kmeans_labels, "u_phase1": model.u_phase1,
-                       "centers_phase1": model.centers_phase1, "q": q,
-                       "labels_u": model.labels_u},
-            "history": model.history}
+run = DCSS.make_run()  # one training run for the reproduction CLI (labels = argmax q; DCSS_u as extra labels)

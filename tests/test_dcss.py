@@ -572,3 +572,27 @@ def test_real_two_mnist():
     ds = datasets.load("2mnist")
     assert ds.x.shape == (140000, 28, 28, 1) and ds.n_clusters == 20
     assert np.bincount(ds.y[:70000]).size == 10 and ds.y[70000:].min() == 10
+
+
+def test_stage_cache_keys(tmp_path, monkeypatch):
+    """Phase 1's cache is keyed by its settings (not the logging interval nor phase 2's), the data, the seed and
+    golden.numerics_version('dcss'); the AE's and phase 1's entries are distinct."""
+    from common import golden
+
+    version = {"dcss": "n1"}
+    monkeypatch.setattr(golden, "numerics_version", lambda paper: version[paper])
+    x = np.zeros((10, 16, 16, 1), "float32")
+
+    def key(stage="phase1", seed=0, data=x, **cfg):
+        c = dcss.Config(**cfg)
+        part = c.phase1_part() if stage == "phase1" else c.autoencoder_part()
+        return dcss.DCSS(3, c, seed=seed, cache_dir=tmp_path).cache_path(stage, part, data)
+
+    before = key()
+    assert before.name.startswith("phase1_seed0_") and key("ae").name.startswith("ae_seed0_")
+    assert key(eval_every=3, zeta=0.7, gamma=0.1, phase2_epochs=2, lr_mnet=0.1, q_clip=True, mnet_layers=2) == before
+    for change in ({"T1": 3}, {"alpha": 0.2}, {"m": 2.0}, {"lr_ae": 1e-4}, {"ae_epochs": 3},
+                   {"phase1_optimizer": "authors_sgd"}, {"seed": 1}, {"data": x + 1}):
+        assert key(**change) != before, change
+    version["dcss"] = "n2"
+    assert key() != before

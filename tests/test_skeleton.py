@@ -53,7 +53,7 @@ def test_departures_markdown():
             tables.departures_markdown(bad)
 
 
-@pytest.mark.parametrize("paper", ["decs", "dekm"])
+@pytest.mark.parametrize("paper", ["decs", "dekm", "dcss"])
 def test_module_departures_render(paper):
     """Every departure of the module is a 4-column row of the rendered table, and each names an option or says
     which reading is followed."""
