@@ -22,7 +22,7 @@ import numpy as np
 from keras import layers, ops
 from sklearn.neighbors import NearestNeighbors
 
-from common import checkpoint, clustering, health, metrics, nets, results, training
+from common import checkpoint, clustering, health, nets, results, training
 from common.estimator import DeepClusterer
 from common.tables import parse_table
 
@@ -725,7 +725,7 @@ class Config:
     augment: bool = True            # §4.1.3: shift 0.1, rotation 10 degrees (also for AE+K-means and DEC)
     input_norm: str = "unit"        # §4.1.1 "row normalization": unit (pixel/255, authors' loader) | l2
     noise_sigma: float = None       # §4.2.5, Eqs. 16-17 (Fig. 20): None = off; else z-score + N(0, sigma^2)
-    pixel_range: str = "pm1"        # pm1 (ACAI's [-1, 1]: 2 x - 1, every phase; label-free choice) | 01 (authors' loader)
+    pixel_range: str = "pm1"        # pm1 (ACAI's [-1, 1], 2 x - 1, every phase; label-free) | 01 (authors' loader)
     pretrain_iters: int = 10000     # T1 (§4.1.3); alternate: T1/2 autoencoder + T1/2 critic steps
     acai_schedule: str = "alternate"  # Algorithm 1 (alternate) | simultaneous (ACAI, the code)
     lambda_t: float = 0.5           # not given: ACAI's default, DynAE's driver
@@ -846,12 +846,7 @@ def _kmeans(z, k, n_init, seed):
     return clustering.kmeans(z, k, n_init, seed, threads=1)
 
 
-_LOG_KEYS = ("acc", "nmi", "ari", "f1_macro", "f1_micro", "nonempty_clusters")
-
-
-def _evaluate(y, pred):
-    """Metrics of an evaluation-log entry (the only place labels are read)."""
-    return {k: v for k, v in metrics.evaluate(y, pred).items() if k in _LOG_KEYS}
+_LOG_KEYS = ("acc", "nmi", "ari", "f1_macro", "f1_micro", "nonempty_clusters")  # evaluation logs (labels: only here)
 
 
 class _VariableSet:
@@ -943,7 +938,7 @@ class RDC(DeepClusterer):
         if geometry:
             entry["id"], entry["lid"] = cluster_geometry(z, pred, cfg.lid_threshold, cfg.lid_standardize)
         if self.y is not None:
-            ev = {"step": int(step), **_evaluate(self.y, pred), **(extra or {})}
+            ev = {"step": int(step), **training.evaluate_log(self.y, pred, _LOG_KEYS), **(extra or {})}
             if geometry:
                 ev["id_true"], ev["lid_true"] = cluster_geometry(z, self.y, cfg.lid_threshold, cfg.lid_standardize)
             eval_log.append(ev)
@@ -1039,7 +1034,11 @@ class RDC(DeepClusterer):
             if self.cfg.augment and self.x.ndim == 4 else None
 
     def _phase1(self):
-        """Algorithm 1, lines 2-10 (or the plain autoencoder): T1 iterations in chunks of ``log_every``."""
+        """Algorithm 1, lines 2-10 (or the plain autoencoder): T1 iterations in chunks of ``log_every``.
+
+        A loop of train_on_batch over the role models, not checkpoint.resumable_fit (issue 23): fit traces its step
+        with an unknown batch dimension, train_on_batch with the batch's own, and the critic's weight gradient
+        (the critic applied twice in Eq. 2) is summed in another order then: same maths, other float rounding."""
         cfg, x = self.cfg, self.x
         cache = self._cache("phase1", cfg.phase1_part())
         self.p1_key = None if cache is None else cache.name
@@ -1164,8 +1163,8 @@ class RDC(DeepClusterer):
         self.p2 = {"tau": [], "refreshes": [], "eval": [], "chunks": [], "steps_per_refresh": chunk,
                    "alpha": cfg.alpha, "beta": cfg.beta}
         fit = checkpoint.resumable_fit(
-            self.net, lambda e: _batches_with_index(x, cfg.batch_size, self.seed, 2, e * chunk), phase="phase2", unit="iteration",
-            epochs=n_chunks, steps_per_epoch=chunk, checkpoint=self.checkpoint,
+            self.net, lambda e: _batches_with_index(x, cfg.batch_size, self.seed, 2, e * chunk), phase="phase2",
+            unit="iteration", epochs=n_chunks, steps_per_epoch=chunk, checkpoint=self.checkpoint,
             callbacks=[_Chunks(self, "phase2", chunk)], get_state=lambda: self.p2,
             set_state=lambda s: self.p2.update(s), verbose=self.verbose)
         h = self.p2
@@ -1197,8 +1196,8 @@ class RDC(DeepClusterer):
         n_chunks = -(-cfg.dec_max_iters // chunk)
         self.p3 = {"refreshes": [], "eval": [], "chunks": [], "update_interval": chunk}
         fit = checkpoint.resumable_fit(
-            self.dec, lambda e: _batches_with_index(x, cfg.batch_size, self.seed, 3, e * chunk), phase="phase3", unit="iteration",
-            epochs=n_chunks, steps_per_epoch=chunk, checkpoint=self.checkpoint,
+            self.dec, lambda e: _batches_with_index(x, cfg.batch_size, self.seed, 3, e * chunk), phase="phase3",
+            unit="iteration", epochs=n_chunks, steps_per_epoch=chunk, checkpoint=self.checkpoint,
             callbacks=[_Chunks(self, "phase3", chunk)], get_state=lambda: self.p3,
             set_state=lambda s: self.p3.update(s), verbose=self.verbose)
         h = self.p3
@@ -1229,7 +1228,7 @@ class RDC(DeepClusterer):
         entry = self._snapshot(z, step, t % cfg.geometry_every == 0, [])
         entry["changed"] = changed
         if self.y is not None:  # labels: this log only
-            h["eval"].append({"step": int(step), **_evaluate(self.y, pred)})
+            h["eval"].append({"step": int(step), **training.evaluate_log(self.y, pred, _LOG_KEYS)})
         h["refreshes"].append(entry)
         if changed is not None and changed < cfg.dec_tol:
             h["stop"] = {"step": int(step), "reason": "dec_tol", "changed": changed}
