@@ -910,59 +910,9 @@ class RDC(DeepClusterer):
         self.snapshots = None  # set to [] to keep {"phase", "step", "z"} at every logged point (figures)
         self.phase1_models = {}  # phase 1's step models by role, when phase 1 was trained (not cached)
 
-    # --- caches of finished phases (common.estimator) -------------------------------------------------------
-    def _cache(self, stage, part):
-        """cache_dir/rdc_<stage>_seed<k>_<hash of settings, data and code>.weights.h5, or None."""
-        return self.cache_path(f"rdc_{stage}", {**part, "hidden": list(self.hidden)}, self.x)
-
-    def _autoencoder(self):
-        holder = training.AutoencoderTrainer(self.encoder, self.decoder)
-        holder(self.x[:1])
-        return holder
-
-    def _load_cached(self, path):
-        return None if path is None or not path.is_file() else self.load_cached(self._autoencoder(), path)
-
-    def _save_cached(self, path, history):
-        if path is not None:
-            self.save_cached(self._autoencoder(), path, history)
-
-    def _snapshot(self, z, step, geometry, eval_log, extra=None):
-        """Logs of the current codes: k-means (n_init 3, log only) -> mean ID/LID over the predicted clusters;
-        with labels, an evaluation entry (metrics, ID/LID over the true classes, ``extra``)."""
-        cfg = self.cfg
-        if self.snapshots is not None:
-            self.snapshots.append({"phase": self._phase, "step": int(step), "z": np.array(z)})
-        _, pred = _kmeans(z, self.n_clusters, 3, self.seed + int(step))
-        entry = {"step": int(step)}
-        if geometry:
-            entry["id"], entry["lid"] = cluster_geometry(z, pred, cfg.lid_threshold, cfg.lid_standardize)
-        if self.y is not None:
-            ev = {"step": int(step), **training.evaluate_log(self.y, pred, _LOG_KEYS), **(extra or {})}
-            if geometry:
-                ev["id_true"], ev["lid_true"] = cluster_geometry(z, self.y, cfg.lid_threshold, cfg.lid_standardize)
-            eval_log.append(ev)
-        return entry
-
-    # --- the CLI's run() (common.estimator.DeepClusterer.make_run) ------------------------------------------
-    @classmethod
-    def prepare_run(cls, data, config):
-        return data.x, config.resolve(data.name.split("[")[0]), {}
-
-    def run_outputs(self, x):
-        """Labels (k-means after the last phase, argmax q after DEC), embedding, centres, the P1 k-means labels
-        (AE+K-means / Table 8's P1), the tau curve and the history."""
-        arrays = {"initial_embedding": self.z_p1.astype(np.float32)}
-        if "phase2" in self.history:
-            arrays["tau"] = np.asarray(self.history["phase2"]["tau"], np.float32)
-            if self.core_mask_final is not None:
-                arrays["core_mask_final"] = np.asarray(self.core_mask_final, bool)
-        return {"labels": self.labels, "embedding": self.embedding, "centers": self.centers,
-                "kmeans_labels": self.kmeans_labels, "extra_labels": self.extra_labels, "arrays": arrays,
-                "history": self.history}
-
     # --- Algorithm 1 ----------------------------------------------------------------------------------------
     def fit(self, x, y=None):
+        """Algorithm 1 on x (images or vectors), then the ablation's phase 3; y feeds the evaluation logs only."""
         cfg = self.cfg
         if np.ndim(x) == 4:
             training.check_images(x)
@@ -993,45 +943,6 @@ class RDC(DeepClusterer):
             self._phase3()
         self.embedding = self.embed(x)
         return self
-
-    # --- label-free health figures (common.health) ---------------------------------------------------------------
-    def _health(self, z):
-        return health.autoencoder_health(z, self.x, lambda v: self.decoder.predict(v, batch_size=1024, verbose=0),
-                                         self.cfg.pixel_range)
-
-    def _phase1_health(self, z):
-        """Codes after phase 1; for ACAI also the critic's phi-regression error (mean over the last logged chunk)
-        against the best constant predictor's (the variance of phi), and their ratio (< 1: the critic learned)."""
-        cfg, h = self.cfg, self.history["phase1"]
-        out = self._health(z)
-        out["ae_steps"], out["critic_steps"] = h.get("ae_steps"), h.get("critic_steps")
-        if cfg.autoencoder == "acai":
-            last = h["chunks"][-1] if h.get("chunks") else {}
-            out["phi_var"] = health.uniform_variance(cfg.phi_max, cfg.phi_fold)
-            for key in ("critic_phi", "critic_mix", "adv"):
-                out[key] = last.get(key)
-            out["phi_var_batch"] = last.get("phi_var")  # the batches' own phi variance, chunk mean
-            out["critic_phi_ratio"] = health.error_ratio(out["critic_phi"], out["phi_var"])
-        self._print_health("phase 1", out)
-        return out
-
-    def _phase2_health(self, z):
-        """Codes after phase 2 (before the final k-means), with tau and the beta filter at the last refresh."""
-        h = self.history["phase2"]
-        out = self._health(z)
-        last = h["refreshes"][-1]
-        out.update({"tau_first": h["tau"][0], "tau_last": h["tau"][-1], "refreshes": len(h["tau"]),
-                    "mean_reliable": last.get("mean_reliable"), "frac_all_reliable": last.get("frac_all_reliable")})
-        self._print_health("phase 2", out)
-        return out
-
-    def _print_health(self, phase, out):
-        if self.verbose:
-            print(f"[{phase} health] " + health.format_line(out, _HEALTH_KEYS), flush=True)
-
-    def _augmenter(self, stream):
-        return training.augmenter(0.1, 10.0, seed=self.seed, stream=stream) \
-            if self.cfg.augment and self.x.ndim == 4 else None
 
     def _phase1(self):
         """Algorithm 1, lines 2-10 (or the plain autoencoder): T1 iterations in chunks of ``log_every``.
@@ -1093,11 +1004,9 @@ class RDC(DeepClusterer):
                                                 >= checkpoint.SAVE_EVERY_SECONDS):
                 self.checkpoint.save("phase1", state, c + 1, hist)
                 last_save = time.perf_counter()
-            if self.verbose:
-                print(f"[phase 1] {stop}/{cfg.pretrain_iters} iterations  {entry['seconds']:.0f} s  "
-                      + "  ".join(f"{k} {v:.4g}" for k, v in entry.items() if k not in ("step", "seconds",
-                                                                                   "iterations") and v is not None),
-                      flush=True)
+            shown = {k: v for k, v in entry.items() if k not in ("step", "seconds", "iterations") and v is not None}
+            self.log(f"[phase 1] {stop}/{cfg.pretrain_iters} iterations  {entry['seconds']:.0f} s  "
+                     + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
         hist["seconds"] = float(sum(e["seconds"] for e in hist["chunks"]))
         hist["iterations_per_second"] = cfg.pretrain_iters / hist["seconds"] if hist["seconds"] > 0 else None
         per = {r: sum(1 for it in range(cfg.pretrain_iters) if roles[it % len(roles)] == r) for r in roles}
@@ -1107,44 +1016,6 @@ class RDC(DeepClusterer):
             hist.pop("eval")
         self.history["phase1"] = hist
         self._save_cached(cache, hist)
-
-    def _refresh(self, step):
-        """Full refresh: B <- f(X) (clean), exact neighbours (Eq. 3), core points and tau (Eqs. 4-6, 15),
-        reliable neighbours (Eqs. 7-9), statistics and logs. True when the stopping rule fires."""
-        cfg, h = self.cfg, self.p2
-        t0 = time.perf_counter()
-        z = self.embed(self.x)
-        self.net.bank.assign(z)
-        d, nn = knn_exact(z, cfg.n_neighbors)
-        core = ops.convert_to_numpy(core_mask(d, cfg.alpha))
-        reliable = ops.convert_to_numpy(reliable_mask(d, cfg.beta))
-        h["tau"].append(tau(core))                                                            # Eq. (15)
-        t = len(h["tau"]) - 1
-        entry = {"refresh": t, "step": int(step), "tau": h["tau"][-1], "n_core": int(core.sum()),
-                 "mean_reliable": float(reliable[core].sum(1).mean()) if core.any() else None,
-                 "frac_all_reliable": float(reliable[core].all(1).mean()) if core.any() else None,
-                 "median_d1": float(np.median(d[:, 0])), "median_dM": float(np.median(d[:, -1]))}
-        if t % cfg.eval_every == 0 or t % cfg.geometry_every == 0:
-            extra = {"refresh": t}
-            if self.y is not None:  # Fig. 14: neighbour purity (labels: this log only)
-                extra["purity_all"], extra["purity_reliable"] = neighbour_purity(nn, reliable, core, self.y)
-            log = h["eval"] if t % cfg.eval_every == 0 else []
-            geom = self._snapshot(z, step, t % cfg.geometry_every == 0, log, extra)
-            entry.update({k: v for k, v in geom.items() if k in ("id", "lid")})
-        entry["refresh_seconds"] = time.perf_counter() - t0
-        h["refreshes"].append(entry)
-        self.core_mask_final = core
-        if self.verbose:
-            rel = "-" if entry["mean_reliable"] is None else f"{entry['mean_reliable']:.3f}"
-            print(f"[phase 2] refresh {t} (step {int(step)}): tau {entry['tau']:.4f}  core {entry['n_core']}  "
-                  f"mean reliable {rel}  median d1 {entry['median_d1']:.4g}  dM {entry['median_dM']:.4g}", flush=True)
-        if should_stop(h["tau"], cfg.stop_rule, cfg.tau_patience):
-            h["stop"] = {"refresh": t, "step": int(step), "rule": cfg.stop_rule, "tau": h["tau"][-1],
-                         "reason": "stop rule"}
-            if cfg.tau_patience:
-                h["stop"]["patience"] = cfg.tau_patience
-            return True
-        return False
 
     def _phase2(self):
         """Algorithm 1, lines 11-26: fit in chunks of ``refresh_every`` steps, a full refresh after each."""
@@ -1182,6 +1053,43 @@ class RDC(DeepClusterer):
             h.pop("eval")
         self.history["phase2"] = h
         self._save_cached(cache, h)
+
+    def _refresh(self, step):
+        """Full refresh: B <- f(X) (clean), exact neighbours (Eq. 3), core points and tau (Eqs. 4-6, 15),
+        reliable neighbours (Eqs. 7-9), statistics and logs. True when the stopping rule fires."""
+        cfg, h = self.cfg, self.p2
+        t0 = time.perf_counter()
+        z = self.embed(self.x)
+        self.net.bank.assign(z)
+        d, nn = knn_exact(z, cfg.n_neighbors)
+        core = ops.convert_to_numpy(core_mask(d, cfg.alpha))
+        reliable = ops.convert_to_numpy(reliable_mask(d, cfg.beta))
+        h["tau"].append(tau(core))                                                            # Eq. (15)
+        t = len(h["tau"]) - 1
+        entry = {"refresh": t, "step": int(step), "tau": h["tau"][-1], "n_core": int(core.sum()),
+                 "mean_reliable": float(reliable[core].sum(1).mean()) if core.any() else None,
+                 "frac_all_reliable": float(reliable[core].all(1).mean()) if core.any() else None,
+                 "median_d1": float(np.median(d[:, 0])), "median_dM": float(np.median(d[:, -1]))}
+        if t % cfg.eval_every == 0 or t % cfg.geometry_every == 0:
+            extra = {"refresh": t}
+            if self.y is not None:  # Fig. 14: neighbour purity (labels: this log only)
+                extra["purity_all"], extra["purity_reliable"] = neighbour_purity(nn, reliable, core, self.y)
+            log = h["eval"] if t % cfg.eval_every == 0 else []
+            geom = self._snapshot(z, step, t % cfg.geometry_every == 0, log, extra)
+            entry.update({k: v for k, v in geom.items() if k in ("id", "lid")})
+        entry["refresh_seconds"] = time.perf_counter() - t0
+        h["refreshes"].append(entry)
+        self.core_mask_final = core
+        rel = "-" if entry["mean_reliable"] is None else f"{entry['mean_reliable']:.3f}"
+        self.log(f"[phase 2] refresh {t} (step {int(step)}): tau {entry['tau']:.4f}  core {entry['n_core']}  "
+                 f"mean reliable {rel}  median d1 {entry['median_d1']:.4g}  dM {entry['median_dM']:.4g}")
+        if should_stop(h["tau"], cfg.stop_rule, cfg.tau_patience):
+            h["stop"] = {"refresh": t, "step": int(step), "rule": cfg.stop_rule, "tau": h["tau"][-1],
+                         "reason": "stop rule"}
+            if cfg.tau_patience:
+                h["stop"]["patience"] = cfg.tau_patience
+            return True
+        return False
 
     def _phase3(self):
         """DEC on the encoder (ablation only): centres by k-means on the current codes, targets every
@@ -1234,6 +1142,91 @@ class RDC(DeepClusterer):
             h["stop"] = {"step": int(step), "reason": "dec_tol", "changed": changed}
             return True
         return False
+
+    # --- label-free health figures (common.health) ---------------------------------------------------------
+    def _health(self, z):
+        return health.autoencoder_health(z, self.x, lambda v: self.decoder.predict(v, batch_size=1024, verbose=0),
+                                         self.cfg.pixel_range)
+
+    def _phase1_health(self, z):
+        """Codes after phase 1; for ACAI also the critic's phi-regression error (mean over the last logged chunk)
+        against the best constant predictor's (the variance of phi), and their ratio (< 1: the critic learned)."""
+        cfg, h = self.cfg, self.history["phase1"]
+        out = self._health(z)
+        out["ae_steps"], out["critic_steps"] = h.get("ae_steps"), h.get("critic_steps")
+        if cfg.autoencoder == "acai":
+            last = h["chunks"][-1] if h.get("chunks") else {}
+            out["phi_var"] = health.uniform_variance(cfg.phi_max, cfg.phi_fold)
+            for key in ("critic_phi", "critic_mix", "adv"):
+                out[key] = last.get(key)
+            out["phi_var_batch"] = last.get("phi_var")  # the batches' own phi variance, chunk mean
+            out["critic_phi_ratio"] = health.error_ratio(out["critic_phi"], out["phi_var"])
+        self.log("[phase 1 health] " + health.format_line(out, _HEALTH_KEYS))
+        return out
+
+    def _phase2_health(self, z):
+        """Codes after phase 2 (before the final k-means), with tau and the beta filter at the last refresh."""
+        h = self.history["phase2"]
+        out = self._health(z)
+        last = h["refreshes"][-1]
+        out.update({"tau_first": h["tau"][0], "tau_last": h["tau"][-1], "refreshes": len(h["tau"]),
+                    "mean_reliable": last.get("mean_reliable"), "frac_all_reliable": last.get("frac_all_reliable")})
+        self.log("[phase 2 health] " + health.format_line(out, _HEALTH_KEYS))
+        return out
+
+    # --- plumbing: augmentation streams, caches of finished phases (common.estimator), logs, the CLI's run() ---
+    def _augmenter(self, stream):
+        return training.augmenter(0.1, 10.0, seed=self.seed, stream=stream) \
+            if self.cfg.augment and self.x.ndim == 4 else None
+
+    def _cache(self, stage, part):
+        """cache_dir/rdc_<stage>_seed<k>_<hash of settings, data and code>.weights.h5, or None."""
+        return self.cache_path(f"rdc_{stage}", {**part, "hidden": list(self.hidden)}, self.x)
+
+    def _autoencoder(self):
+        holder = training.AutoencoderTrainer(self.encoder, self.decoder)
+        holder(self.x[:1])
+        return holder
+
+    def _load_cached(self, path):
+        return None if path is None or not path.is_file() else self.load_cached(self._autoencoder(), path)
+
+    def _save_cached(self, path, history):
+        if path is not None:
+            self.save_cached(self._autoencoder(), path, history)
+
+    def _snapshot(self, z, step, geometry, eval_log, extra=None):
+        """Logs of the current codes: k-means (n_init 3, log only) -> mean ID/LID over the predicted clusters;
+        with labels, an evaluation entry (metrics, ID/LID over the true classes, ``extra``)."""
+        cfg = self.cfg
+        if self.snapshots is not None:
+            self.snapshots.append({"phase": self._phase, "step": int(step), "z": np.array(z)})
+        _, pred = _kmeans(z, self.n_clusters, 3, self.seed + int(step))
+        entry = {"step": int(step)}
+        if geometry:
+            entry["id"], entry["lid"] = cluster_geometry(z, pred, cfg.lid_threshold, cfg.lid_standardize)
+        if self.y is not None:
+            ev = {"step": int(step), **training.evaluate_log(self.y, pred, _LOG_KEYS), **(extra or {})}
+            if geometry:
+                ev["id_true"], ev["lid_true"] = cluster_geometry(z, self.y, cfg.lid_threshold, cfg.lid_standardize)
+            eval_log.append(ev)
+        return entry
+
+    @classmethod
+    def prepare_run(cls, data, config):
+        return data.x, config.resolve(data.name.split("[")[0]), {}
+
+    def run_outputs(self, x):
+        """Labels (k-means after the last phase, argmax q after DEC), embedding, centres, the P1 k-means labels
+        (AE+K-means / Table 8's P1), the tau curve and the history."""
+        arrays = {"initial_embedding": self.z_p1.astype(np.float32)}
+        if "phase2" in self.history:
+            arrays["tau"] = np.asarray(self.history["phase2"]["tau"], np.float32)
+            if self.core_mask_final is not None:
+                arrays["core_mask_final"] = np.asarray(self.core_mask_final, bool)
+        return {"labels": self.labels, "embedding": self.embedding, "centers": self.centers,
+                "kmeans_labels": self.kmeans_labels, "extra_labels": self.extra_labels, "arrays": arrays,
+                "history": self.history}
 
 
 _HEALTH_KEYS = ("participation_ratio", "top2_share", "median_std", "rec_mse", "rec_mse_01", "critic_phi", "phi_var",
