@@ -7,9 +7,10 @@ Generated blocks sit between ``<!-- name:start -->`` and ``<!-- name:end -->``; 
 (BLOCKS makes them). README.md: the status of each paper x data set at the paper profile (``status_rows``: ours vs
 the paper, the verdict, the command, the time per seed) and one compact row per run folder (``results_rows``).
 docs/: the full per-metric table with every note (``full_results_table``), the notebooks' profiles, the profiles'
-budgets against the paper's (from each module's PROFILES and Config), the CPU estimates (results/cpu_estimates.json)
-and the wall times of the committed runs. Result files made before cluster counts were recorded get them from their
-.npz labels (``with_cluster_counts``, marked as derived). A mean is printed with ± std only over 2+ seeds.
+budgets against the paper's (from each module's PROFILES and Config), the CPU estimates (results/cpu_estimates.json),
+the wall times of the committed runs and every other settings folder (ablations and readings: ``ablation_rows``).
+Result files made before cluster counts were recorded get them from their .npz labels (``with_cluster_counts``,
+marked as derived). A mean is printed with ± std only over 2+ seeds.
 """
 import functools
 import importlib
@@ -270,6 +271,66 @@ def run_folders(out=ROOT / "results", profiles=("quick", "paper")):
                 base = Path(out) / paper / ds / prof
                 for setting, method in ([("", None)] if results.load_runs(base) else []) + row_settings(module, base):
                     yield paper, module, ds, prof, setting, method
+
+
+# --- docs/ablations.md: every other settings folder --------------------------------------------------------------
+KMEANS_START = "baseline_metrics/kmeans_on_pretrained_embedding"
+
+
+def ablation_folders(module, base):
+    """The settings subfolders of ``base`` (one data set and profile) with result files that no other table shows:
+    neither the main runs nor another row of the paper's tables (``row_settings``). Sorted names."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    rows = {name for name, _ in row_settings(module, base)}
+    return [p.name for p in sorted(base.iterdir()) if p.is_dir() and p.name not in rows and results.load_runs(p)]
+
+
+def recorded_settings(name, runs):
+    """'' when every result file in the settings folder ``name`` records the ``--set`` options its name says (the
+    name is ``k=v,...`` sorted, as common.cli.run_folder makes it), else a note of what the files record (results
+    moved into the folder after a default changed record the options of their day)."""
+    sets = sorted({",".join(f"{k}={v}" for k, v in sorted((r.get("overrides") or {}).items())) for r in runs})
+    if sets == [name]:
+        return ""
+    return "the result files record " + " / ".join(f"`--set {s}`" if s else "no `--set`" for s in sets)
+
+
+def ablation_rows(out=ROOT / "results", profiles=("quick", "paper")):
+    """docs/ablations.md: per paper, one table of its ablation folders (``ablation_folders``) on each data set and
+    profile: the ``--set`` options (the folder's name; a note where its result files record others), the seeds, the
+    paper's metrics (its METRICS, NMI in its NMI_KEY) as mean ± std over the seeds, the k-means start's ACC (k-means
+    on the pre-trained embedding) where recorded (over the seeds that record it, said when not all do), the
+    non-empty clusters per seed and the notes (empty clusters, provenance, budget)."""
+    from common import cli
+
+    out_rows = []
+    for paper in cli.available_papers():
+        if not (Path(out) / paper).is_dir():
+            continue
+        module = importlib.import_module(f"papers.{paper}")
+        nmi_key, keys = getattr(module, "NMI_KEY", "nmi"), metric_keys(module)
+        table = []
+        for ds in module.DATASETS:
+            for prof in profiles:
+                base = Path(out) / paper / ds / prof
+                for name in ablation_folders(module, base):
+                    runs = load_runs(base / name)
+                    cells = [cell(results.mean_std(runs, nmi_key if k == "nmi" else k)) for k in keys]
+                    ms = ours(base / name, "acc", KMEANS_START)
+                    start = cell(ms) + (f" ({ms[2]} of {len(runs)} seeds)" if ms and ms[2] < len(runs) else "")
+                    note = "; ".join(n for n in (notes(runs), recorded_settings(name, runs)) if n)
+                    table.append(f"| {ds} ({prof}) | `{name}` | {', '.join(str(r['seed']) for r in runs)} | "
+                                 + " | ".join(cells) + f" | {start} | {clusters_cell(runs)} | "
+                                 f"{note.replace('|', '/')} |")
+        if table:
+            out_rows += [f"## {paper}", "",
+                         "| data set (profile) | `--set` | seeds | "
+                         + " | ".join(metric_label(k, nmi_key) for k in keys)
+                         + " | k-means start ACC | non-empty clusters per seed | notes |",
+                         "|---|---|---|" + "---|" * len(keys) + "---|---|---|", *table, ""]
+    return out_rows[:-1] if out_rows else ["(no ablation folders yet)"]
 
 
 # --- the README's two tables ------------------------------------------------------------------------------------
@@ -629,11 +690,12 @@ def ci_command(root=ROOT):
 
 BLOCKS = {"status": status_rows, "test-command": ci_command, "results": results_rows, "results-full": full_results_table,
           "budgets": budgets_block, "estimates": estimates_block, "timings": timing_rows,
-          "notebooks": functools.partial(notebooks_block, link_prefix="../")}
+          "notebooks": functools.partial(notebooks_block, link_prefix="../"), "ablations": ablation_rows}
 
 # Which generated blocks each page holds (paths from the repository root); every one must have its markers.
 PAGES = {"README.md": ("status", "test-command", "results"), "docs/results.md": ("results-full", "notebooks"),
-         "docs/budgets.md": ("budgets",), "docs/cpu-estimates.md": ("estimates",), "docs/timings.md": ("timings",)}
+         "docs/budgets.md": ("budgets",), "docs/cpu-estimates.md": ("estimates",), "docs/timings.md": ("timings",),
+         "docs/ablations.md": ("ablations",)}
 
 
 def render(text, names, where="page"):

@@ -543,3 +543,91 @@ def test_a_job_on_every_core_is_not_a_shared_cpu(tmp_path):
     assert "measured on a quiet machine" in report.main_command_line(tmp_path)
     (folder / "seed0.json").write_text(json.dumps(run(2.6)))
     assert "measured while other jobs shared the CPU" in report.main_command_line(tmp_path)
+
+
+# --- docs/ablations.md: every settings folder no other table shows -------------------------------------------------
+def _saip_folders(base, today):
+    """SAIP on mnist-test (quick): main runs, a paper row (variant=homo), two ablations, a folder without result
+    files; returns {folder name: [runs]}."""
+    main_cfg = {"variant": "HOE", "backbone": "mlp", "learning_rate": None}
+
+    def run(seed, over, acc, nmi, ari, pp, nonempty=10, start=None):
+        r = {**_run(seed, paper="saip", git=today), "dataset": "mnist-test", "overrides": over,
+             "config": {**main_cfg, **over}, "cluster_sizes": [7] * 10,
+             "metrics": {"acc": acc, "nmi": nmi, "nmi_max": 0.99, "ari": ari, "pairwise_precision": pp,
+                         "nonempty_clusters": nonempty, "smallest_cluster": 7}}
+        if start is not None:
+            r["baseline_metrics"] = {"kmeans_on_pretrained_embedding": {"acc": start}}
+        return r
+
+    folders = {"": [run(0, {}, 0.9, 0.9, 0.9, 0.9)],
+               "variant=homo": [run(0, {"variant": "homo"}, 0.8, 0.8, 0.8, 0.8)],
+               # seed 1 has no k-means start; seed 0 has; metrics differ per key so a swapped column shows
+               "learning_rate=0.0001": [run(0, {"learning_rate": 0.0001}, 0.2, 0.5, 0.1, 0.60, start=0.7),
+                                        run(1, {"learning_rate": 0.0001}, 0.4, 0.5, 0.3, 0.64, nonempty=9)],
+               "variant=unknown": [run(2, {"variant": "unknown"}, 0.25, 0.35, 0.15, 0.45, start=0.55)],
+               "variant=hit": []}
+    for name, runs in folders.items():
+        (base / name).mkdir(parents=True, exist_ok=True)
+        for r in runs:
+            (base / name / f"seed{r['seed']}.json").write_text(json.dumps(r))
+    return folders
+
+
+def test_ablation_rows_list_the_other_settings_with_mean_and_population_std(tmp_path):
+    """One row per settings folder that is neither the main runs nor a paper row; the paper's METRICS in its order
+    (SAIP: pairwise precision too), mean ± population std over the seeds present, the k-means start over the seeds
+    that record it (said), the non-empty clusters per seed and the notes."""
+    today = {"commit": "c" * 40, "dirty": False, "code_fingerprint": report.code_version("saip")}
+    _saip_folders(tmp_path / "saip" / "mnist-test" / "quick", today)
+    rows = report.ablation_rows(tmp_path)
+    assert rows[:3] == ["## saip", "", "| data set (profile) | `--set` | seeds | ACC | NMI (2I/(H+H)) | ARI | "
+                        "PAIRWISE_PRECISION | k-means start ACC | non-empty clusters per seed | notes |"]
+    body = [r for r in rows[4:] if r]
+    # ACC 0.2, 0.4: mean 0.3, population std 0.1 (the sample std would be 0.141); NMI 0.5 twice: ± 0.000
+    assert body == [
+        "| mnist-test (quick) | `learning_rate=0.0001` | 0, 1 | 0.300 ± 0.100 | 0.500 ± 0.000 | 0.200 ± 0.100 | "
+        "0.620 ± 0.020 | 0.700 (1 of 2 seeds) | 10, 9 of 10 | 1/2 seeds left clusters empty: 1 of 10 |",
+        "| mnist-test (quick) | `variant=unknown` | 2 | 0.250 | 0.350 | 0.150 | 0.450 | 0.550 | 10 of 10 |  |"]
+
+
+def test_ablation_rows_and_the_results_table_split_the_folders_between_them(tmp_path):
+    """Every folder with result files is in exactly one of README's results table (main runs, paper rows) and the
+    ablations page; a folder without result files, a smoke run and a paper without folders are in neither."""
+    import re
+
+    today = {"commit": "c" * 40, "dirty": False, "code_fingerprint": report.code_version("saip")}
+    base = tmp_path / "saip" / "mnist-test" / "quick"
+    folders = _saip_folders(base, today)
+    smoke = tmp_path / "saip" / "mnist-test" / "smoke" / "learning_rate=0.001"
+    smoke.mkdir(parents=True)
+    (smoke / "seed0.json").write_text((base / "learning_rate=0.0001" / "seed0.json").read_text())
+    ablations = [re.search(r"\| `([^`]*)` \|", r).group(1) for r in report.ablation_rows(tmp_path)
+                 if r.startswith("| mnist-test")]
+    table = [(re.search(r"`([^`]*)`", r) or [None, ""])[1] for r in report.results_rows(tmp_path)[2:]]
+    assert sorted(ablations + table) == sorted(name for name, runs in folders.items() if runs)
+    assert not set(ablations) & set(table) and "learning_rate=0.001" not in ablations
+    assert report.ablation_rows(tmp_path / "none") == ["(no ablation folders yet)"]
+
+
+def test_ablation_rows_use_the_papers_nmi_and_flag_settings_the_files_do_not_record(tmp_path):
+    """DCSS's NMI column is its I/max(H) (nmi_max), not 2I/(H+H); a folder whose result files record other --set
+    options than its name (results moved there after a default changed) says so."""
+    folder = tmp_path / "dcss" / "usps" / "paper" / "zeta=0.5"
+    folder.mkdir(parents=True)
+    today = {"commit": "c" * 40, "dirty": False, "code_fingerprint": report.code_version("dcss")}
+    run = {**_run(0, paper="dcss", git=today), "profile": "paper", "overrides": {},
+           "metrics": {"acc": 0.6, "nmi": 0.9, "nmi_max": 0.7, "ari": 0.5}}
+    (folder / "seed0.json").write_text(json.dumps(run))
+    rows = report.ablation_rows(tmp_path)
+    assert rows[0] == "## dcss" and "| NMI (I/max H) |" in rows[2]
+    assert rows[4] == ("| usps (paper) | `zeta=0.5` | 0 | 0.600 | 0.700 | 0.500 | — | — | "
+                       "the result files record no `--set` |")
+    assert report.recorded_settings("zeta=0.5", [{**run, "overrides": {"zeta": 0.5}}]) == ""
+    assert report.recorded_settings("a=1,b=x", [{"overrides": {"b": "x", "a": 1}}]) == ""  # sorted, as cli names it
+
+
+def test_the_ablations_page_is_generated():
+    assert report.PAGES["docs/ablations.md"] == ("ablations",)
+    text = (report.ROOT / "docs" / "ablations.md").read_text()
+    assert "<!-- ablations:start -->" in text and "`--set`" in text
