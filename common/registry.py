@@ -59,9 +59,43 @@ def load_paper(name, verbose=False):
     return importlib.import_module(f"papers.{name}")
 
 
-def code_version(module):
-    """Fingerprint of the code a result depends on: the paper's module and the shared training, checkpoint and
-    metrics code (AST: blind to comments and docstrings). common.report compares it with today's code."""
-    from common import checkpoint, metrics, training
+# The shared modules whose code can change a result (its numbers, or the paper values it is compared with).
+RESULT_CODE = ("training", "checkpoint", "metrics", "estimator", "nets", "clustering", "tables", "health")
 
-    return training.code_fingerprint(module, training, checkpoint, metrics)
+
+def _imported_common(module):
+    """The RESULT_CODE modules that ``module``'s code imports (``from common import x``, ``from common.x import
+    y``, ``import common.x``; at any depth of the file)."""
+    import ast
+    import inspect
+
+    names = set()
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.ImportFrom) and node.module == "common":
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("common."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("common."))
+    return names & set(RESULT_CODE)
+
+
+def result_dependencies(module):
+    """The RESULT_CODE modules (in RESULT_CODE's order) that ``module`` imports directly or through another of
+    them; training, checkpoint and metrics always. (By its imports, not a fixed list: the code of an older commit,
+    which lacks some of these files, has a fingerprint too: common.golden.verify.)"""
+    seen, todo = set(), {"training", "checkpoint", "metrics"} | _imported_common(module)
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        todo |= _imported_common(importlib.import_module(f"common.{name}")) - seen
+    return [importlib.import_module(f"common.{name}") for name in RESULT_CODE if name in seen]
+
+
+def code_version(module):
+    """Fingerprint of the code a result depends on: the paper's module and the shared code it imports of
+    RESULT_CODE (result_dependencies; AST: blind to comments and docstrings). common.report compares it with
+    today's code."""
+    from common import training
+
+    return training.code_fingerprint(module, *result_dependencies(module))

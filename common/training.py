@@ -1,5 +1,5 @@
 """Training helpers shared by the papers: augmentation, autoencoder pre-training with a weight
-cache (resumable), k-means initialisation, batch streams, code fingerprints and evaluation logging."""
+cache (resumable), batch streams, code fingerprints and evaluation logging (k-means: common.clustering)."""
 import ast
 import hashlib
 import inspect
@@ -11,7 +11,6 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import ops
-from sklearn.cluster import KMeans
 
 from common import checkpoint, metrics
 
@@ -146,12 +145,6 @@ class EpochTimer(keras.callbacks.Callback):
         self.durations.append(time.perf_counter() - self._t)
 
 
-def kmeans(z, n_clusters, n_init=20, seed=0):
-    """k-means (scikit-learn) on embeddings: (centres float32 (k, d), labels)."""
-    km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(np.asarray(z, dtype=np.float64))
-    return km.cluster_centers_.astype(np.float32), km.labels_
-
-
 def fixed_order_batches(x, batch_size, start_step=0):
     """Endless batches in the data's own order, wrapping around (the last batch of a pass is partial),
     beginning at step ``start_step`` of that cycle (for a resumed run)."""
@@ -163,16 +156,31 @@ def fixed_order_batches(x, batch_size, start_step=0):
         i = (i + 1) % len(starts)
 
 
+def indexed_batches(x, order, batch_size, start_step=0):
+    """Endless ``((x[idx], idx),)`` batches (idx int32) in the fixed sample ``order``, wrapping around (the last
+    batch of a pass is partial), from step ``start_step`` of that cycle on (a resumed run)."""
+    starts = list(range(0, len(order), batch_size))
+    i = start_step % len(starts)
+    while True:
+        idx = order[starts[i]:starts[i] + batch_size]
+        yield ((x[idx], idx.astype("int32")),)
+        i = (i + 1) % len(starts)
+
+
 class EvalLogger(keras.callbacks.Callback):
-    """At the end of every fit epoch (a chunk of ``steps`` training steps): predicts labels on all
-    data and logs metrics against ``y``. Labels are used for this log only; nothing in training reads it.
+    """At the end of every ``every``-th fit epoch (a chunk of ``steps`` training steps): predicts labels on all
+    data and logs metrics against ``y``. With ``epochs`` (the fit's epoch count) the last epoch is always logged
+    and every entry names its ``epoch`` (1-based). Labels are used for this log only; nothing in training reads it.
     """
 
     KEYS = ("acc", "nmi", "ari", "nonempty_clusters", "smallest_cluster")
 
-    def __init__(self, predict_labels, x, y, steps):
+    def __init__(self, predict_labels, x, y, steps, every=1, epochs=None):
         super().__init__()
+        if int(every) < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
         self.predict_labels, self.x, self.y, self.steps = predict_labels, x, y, steps
+        self.every, self.epochs = int(every), epochs
         self.log, self._t0, self._offset = [], None, 0.0
 
     def on_train_begin(self, logs=None):
@@ -180,11 +188,15 @@ class EvalLogger(keras.callbacks.Callback):
         self._offset = self.log[-1]["seconds"] if self.log else 0.0  # a resumed run continues the clock
 
     def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every and (self.epochs is None or epoch + 1 != self.epochs):
+            return
         pred = self.predict_labels(self.x)
         entry = {"step": (epoch + 1) * self.steps, "seconds": self._offset + time.perf_counter() - self._t0}
         if logs and "loss" in logs:
             entry["loss"] = float(logs["loss"])
         entry.update(evaluate_log(self.y, pred, self.KEYS))
+        if self.epochs is not None:
+            entry["epoch"] = epoch + 1
         self.log.append(entry)
 
 

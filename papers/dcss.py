@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from common import checkpoint, fitting, training
+from common import checkpoint, clustering, training
 from common.estimator import DeepClusterer
 from common.tables import parse_table
 
@@ -299,6 +299,7 @@ PROFILES = {
     "quick": {"ae_epochs": 20, "phase1_epochs": 4, "phase2_epochs": 10, "eval_every": 1},
     "paper": {"ae_epochs": 200, "phase1_epochs": 200, "phase2_epochs": 20, "eval_every": 10},
 }
+LOGGING_KEYS = ("eval_every",)  # changes only the phase-1 evaluation log (common.golden.result_settings)
 
 
 class MultiRateAdam(keras.optimizers.Adam):
@@ -502,8 +503,8 @@ class DCSS(DeepClusterer):
             self.encoder, self.decoder, x, epochs=cfg.ae_epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.ae_learning_rate, augment=None, cache=cache, seed=self.seed, verbose=self.verbose)
         self.u_pretrained = self.embed(x)
-        self.centers, self.kmeans_labels = training.kmeans(self.u_pretrained, self.n_clusters, cfg.kmeans_n_init,
-                                                           self.seed)
+        self.centers, self.kmeans_labels = clustering.kmeans(self.u_pretrained, self.n_clusters, cfg.kmeans_n_init,
+                                                             self.seed)
         self.history["pretrain"]["kmeans_cluster_sizes"] = self._sizes(self.kmeans_labels)  # label-free
 
     def _phase1(self, x, y):
@@ -521,8 +522,8 @@ class DCSS(DeepClusterer):
         n_batches = -(-len(x) // cfg.batch_size)
         steps = n_batches * K  # K successive optimiser steps per batch
         center_cb = CenterUpdate(self, x, every=cfg.T1)
-        logger = None if y is None else fitting.EvalLogger(lambda a: self.predict_u(a, net.centers), x, y, steps,
-                                                         cfg.eval_every, cfg.phase1_epochs)
+        logger = None if y is None else training.EvalLogger(lambda a: self.predict_u(a, net.centers), x, y, steps,
+                                                          cfg.eval_every, cfg.phase1_epochs)
         get_state, set_state = _phase_state(logger, center_cb)
         fit = checkpoint.resumable_fit(
             net, lambda e: k_step_batches(x, cfg.batch_size, K, self.seed, e), phase="phase1",
@@ -561,7 +562,7 @@ class DCSS(DeepClusterer):
         steps = -(-len(x) // cfg.batch_size)
         center_cb = CenterUpdate(self, x, every=1, until=cfg.T2)  # line 14: centres updated in the first T2 epochs
         sizes = ClusterSizes(self.predict, x, self.n_clusters)     # argmax q after every epoch, label-free
-        logger = None if y is None else fitting.EvalLogger(lambda _: sizes.labels, x, y, steps, 1, cfg.phase2_epochs)
+        logger = None if y is None else training.EvalLogger(lambda _: sizes.labels, x, y, steps, 1, cfg.phase2_epochs)
         get_state, set_state = _phase_state(logger, center_cb, sizes)
         fit = checkpoint.resumable_fit(
             net, lambda e: training.shuffled_batches(x, cfg.batch_size, self.seed + 1, e), phase="phase2",

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from common import checkpoint, fitting, training
+from common import checkpoint, clustering, training
 from common.estimator import DeepClusterer
 from common.tables import parse_table
 
@@ -205,6 +205,8 @@ PROFILES = {
     "quick": {"ae_epochs": 100, "cluster_iters": 4000, "log_every": 500},
     "paper": {"ae_epochs": 500, "cluster_iters": 10000, "log_every": 500},
 }
+# Changes only the evaluation log and the chunks the loss curve is averaged over (common.golden.result_settings).
+LOGGING_KEYS = ("log_every",)
 DATASETS = ("usps", "mnist", "mnist-test", "fmnist")
 
 
@@ -256,7 +258,7 @@ class DECS(DeepClusterer):
             cache=self._ae_cache(x), seed=self.seed, verbose=self.verbose)
         # Line 2: centroids m by k-means on the embedding.
         z0 = self.embed(x)
-        centers, self.kmeans_labels_ = training.kmeans(z0, self.n_clusters, cfg.kmeans_n_init, self.seed)
+        centers, self.kmeans_labels_ = clustering.kmeans(z0, self.n_clusters, cfg.kmeans_n_init, self.seed)
         # Lines 3-8: minimise L_c over encoder weights and m, batch 256 in fixed order.
         augment = training.augmenter(seed=self.seed, stream=1) if cfg.augment else None
         self.net = StabilityNet(self.encoder, centers, cfg, augment)
@@ -264,7 +266,7 @@ class DECS(DeepClusterer):
         self.net(x[:2])
         chunk = min(cfg.log_every, cfg.cluster_iters)
         epochs = cfg.cluster_iters // chunk if chunk else 0
-        logger = fitting.EvalLogger(self.predict, x, y, chunk) if y is not None else None
+        logger = training.EvalLogger(self.predict, x, y, chunk) if y is not None else None
         fit = checkpoint.resumable_fit(
             self.net, lambda e: training.fixed_order_batches(x, cfg.batch_size, e * chunk), phase="cluster", unit="iteration",
             epochs=epochs, steps_per_epoch=chunk, checkpoint=self.checkpoint, callbacks=[logger] if logger else [],

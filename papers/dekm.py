@@ -18,7 +18,7 @@ import numpy as np
 from keras import layers, ops
 from scipy.optimize import linear_sum_assignment
 
-from common import checkpoint, clustering, fitting, nets, training
+from common import checkpoint, clustering, nets, training
 from common.estimator import DeepClusterer
 from common.tables import parse_table
 
@@ -325,7 +325,7 @@ class DEKM(DeepClusterer):
         steps = cfg.update_interval * (chunks or 1)  # full batch: one pass of ``chunks`` batches per iteration
         epochs = 0 if converged else cfg.max_iters // cfg.update_interval
         fit = checkpoint.resumable_fit(
-            self.net, lambda e: fitting.indexed_batches(x, order, batch, e * steps), phase="cluster", epochs=epochs,
+            self.net, lambda e: training.indexed_batches(x, order, batch, e * steps), phase="cluster", epochs=epochs,
             unit="iteration", units_per_epoch=cfg.update_interval, steps_per_epoch=steps, checkpoint=self.checkpoint, callbacks=[_Alternation(self)],
             get_state=self._state, set_state=self._set_state, verbose=self.verbose)
         tail = time.perf_counter() - self._last_update_end if self.log[1:] else 0.0

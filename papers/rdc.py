@@ -816,6 +816,9 @@ PROFILES = {
     "quick": {"pretrain_iters": 6000, "max_iters": 3000, "dec_max_iters": 3000},
     "paper": {"pretrain_iters": 10000, "max_iters": 100000, "dec_max_iters": 20000},
 }
+# Config keys that change only how often the logs are written (chunk means, geometry, evaluation log), never a
+# weight or a label: not a result's settings (common.golden.result_settings) nor in a cache key.
+LOGGING_KEYS = ("log_every", "eval_every", "geometry_every")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -580,6 +580,7 @@ PROFILES = {
     # paper: 300 DAE epochs, then re * ep clustering epochs unless the 0.03 % rule stops earlier.
     "paper": {"ae_epochs": 300, "cluster_epochs": None, "eval_every": 10, "invariance_every": 10},
 }
+LOGGING_KEYS = ("eval_every", "invariance_every")  # change only the logs (common.golden.result_settings)
 
 
 def method_of(config):

@@ -61,12 +61,12 @@ def blobs(n, k, size, seed=0, noise=0.15):
 def fit_with_and_without_labels(fit, x, y):
     """{"x", "y", "with_y", "without_y", "with_y_kmeans", "without_y_kmeans"}: the model ``fit(x, labels)`` returns,
     trained once with the labels and once without, and the one k-means call of each run (its input embedding,
-    centres and assignments) recorded from ``common.training.kmeans``. Tests use it to show that labels reach the
-    evaluation log only."""
-    from common import training
+    centres and assignments) recorded from ``common.clustering.kmeans`` (patched there: the modules look it up at
+    call time). Tests use it to show that labels reach the evaluation log only."""
+    from common import clustering
 
     out = {"x": x, "y": y}
-    kmeans = training.kmeans
+    kmeans = clustering.kmeans
     with pytest.MonkeyPatch.context() as mp:
         for key, labels in (("with_y", y), ("without_y", None)):
             calls = []
@@ -76,7 +76,7 @@ def fit_with_and_without_labels(fit, x, y):
                 calls.append({"z": np.array(z), "centers": np.array(centers), "labels": np.array(assign)})
                 return centers, assign
 
-            mp.setattr(training, "kmeans", recording_kmeans)
+            mp.setattr(clustering, "kmeans", recording_kmeans)
             out[key] = fit(x, labels)
             assert len(calls) == 1
             out[key + "_kmeans"] = calls[0]

@@ -160,9 +160,10 @@ def test_result_settings_leave_out_every_profiles_budget_and_the_logging_keys():
 
     rdc = registry.load_paper("rdc")
     quick = golden.result_settings(rdc, _config("rdc", "quick", pixel_range="01"))
-    for key in ("pretrain_iters", "max_iters", "dec_max_iters", "log_every", "subset_per_class"):
+    for key in ("pretrain_iters", "max_iters", "dec_max_iters", "log_every", "subset_per_class", "eval_every",
+                "geometry_every"):                                    # budget keys and rdc.LOGGING_KEYS
         assert key not in quick
-    assert quick["pixel_range"] == "01" and quick["alpha"] is None and "geometry_every" in quick
+    assert quick["pixel_range"] == "01" and quick["alpha"] is None and "lid_threshold" in quick
     assert golden.result_settings(rdc, _config("rdc", "paper", pixel_range="01", max_iters=7)) == quick
     h = golden.settings_hash(quick, "fmnist")
     assert h != golden.settings_hash({**quick, "pixel_range": "pm1"}, "fmnist")

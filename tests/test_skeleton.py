@@ -1,5 +1,5 @@
-"""The shared skeleton of the paper modules: common.tables, common.nets, common.clustering, common.estimator,
-common.fitting."""
+"""The shared skeleton of the paper modules: common.tables, common.nets, common.clustering, common.estimator
+(common.training's EvalLogger and indexed_batches: tests/test_training.py)."""
 import inspect
 import json
 
@@ -9,7 +9,7 @@ import pytest
 from keras import layers
 from sklearn.cluster import KMeans
 
-from common import clustering, estimator, fitting, nets, tables
+from common import clustering, estimator, nets, tables
 
 
 # --- common.tables ------------------------------------------------------------------------------------------------
@@ -53,7 +53,7 @@ def test_departures_markdown():
             tables.departures_markdown(bad)
 
 
-@pytest.mark.parametrize("paper", ["decs", "dekm", "dcss"])
+@pytest.mark.parametrize("paper", ["decs", "dekm", "dcss", "saip", "rdc"])
 def test_module_departures_render(paper):
     """Every departure of the module is a 4-column row of the rendered table, and each names an option or says
     which reading is followed."""
@@ -155,31 +155,6 @@ def test_kmeans_matches_scikit_learn_and_limits_threads(monkeypatch):
     assert np.array_equal(fitted.labels_, km.labels_) and fitted.n_iter_ >= 1
     if seen[0]:  # an OpenMP runtime is loaded (scikit-learn's): limited to one thread inside the call
         assert set(seen[0]) == {1}
-
-
-# --- common.fitting ----------------------------------------------------------------------------------------------
-def test_eval_logger_every_and_last_epoch():
-    y = np.array([0, 0, 1, 1])
-    logger = fitting.EvalLogger(lambda x: np.array([1, 1, 0, 0]), None, y, steps=3, every=2, epochs=5)
-    logger.on_train_begin()
-    for e in range(5):
-        logger.on_epoch_end(e, {"loss": float(e)})
-    assert [(r["epoch"], r["step"], r["loss"]) for r in logger.log] == [(2, 6, 1.0), (4, 12, 3.0), (5, 15, 4.0)]
-    assert logger.log[0]["acc"] == 1.0  # labels matched by the Hungarian method
-    plain = fitting.EvalLogger(lambda x: np.array([0, 1, 0, 1]), None, y, steps=1)
-    plain.on_train_begin()
-    for e in range(2):
-        plain.on_epoch_end(e)
-    assert [r["step"] for r in plain.log] == [1, 2] and "epoch" not in plain.log[0] and plain.log[0]["acc"] == 0.5
-
-
-def test_indexed_batches_order_wrap_and_resume():
-    x = np.arange(5) * 10
-    order = np.array([4, 2, 0, 1, 3])
-    got = [(b[0][0].tolist(), b[0][1].tolist()) for _, b in zip(range(4), fitting.indexed_batches(x, order, 2))]
-    assert got == [([40, 20], [4, 2]), ([0, 10], [0, 1]), ([30], [3]), ([40, 20], [4, 2])]
-    later = next(fitting.indexed_batches(x, order, 2, start_step=4))
-    assert later[0][1].dtype == np.int32 and later[0][1].tolist() == [0, 1]
 
 
 # --- common.estimator --------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""common.training: independent augmentation streams, code fingerprints in cache keys, resumable batch streams."""
+"""common.training: independent augmentation streams, code fingerprints (and registry.code_version's coverage),
+resumable batch streams, the evaluation log."""
 import numpy as np
+import pytest
 
 from common import training
 
@@ -52,26 +54,22 @@ def test_code_fingerprint_sees_code_not_comments(tmp_path):
     assert training.code_fingerprint(plain.f, changed.f) != training.code_fingerprint(changed.f, plain.f)
 
 
-def test_autoencoder_cache_key_changes_with_the_architecture_code(monkeypatch, tmp_path):
-    """A change to build_autoencoder that keeps every weight shape must not reuse the old weights."""
-    from papers import decs
+def test_code_version_covers_the_shared_code_a_module_imports(tmp_path):
+    """registry.code_version: the module + the RESULT_CODE modules it imports (directly or through another of them),
+    in RESULT_CODE's order; training, checkpoint and metrics always."""
+    from common import checkpoint, clustering, estimator, health, metrics, nets, registry, tables
 
-    x = np.zeros((20, 16, 16, 1), "float32")
-    model = decs.DECS(2, decs.Config(ae_epochs=1), cache_dir=tmp_path)
-    before = model._ae_cache(x)
-    original = decs.build_autoencoder
+    mod = _module(tmp_path, "m_deps", "import common.health\nfrom common import nets, results\n"
+                  "from common.estimator import DeepClusterer\n\n\ndef f():\n    from common import tables\n")
+    assert registry.result_dependencies(mod) == [training, checkpoint, metrics, estimator, nets, tables, health]
+    assert registry.code_version(mod) == training.code_fingerprint(
+        mod, training, checkpoint, metrics, estimator, nets, tables, health)
+    bare = _module(tmp_path, "m_bare", "X = 1\n")
+    assert registry.result_dependencies(bare) == [training, checkpoint, metrics]
+    from papers import decs, rdc
 
-    def build_autoencoder(input_shape, embedding_dim=10):  # same shapes, other activation somewhere
-        return original(input_shape, embedding_dim + 0)
-
-    monkeypatch.setattr(decs, "build_autoencoder", build_autoencoder)
-    assert model._ae_cache(x) != before
-    monkeypatch.setattr(decs, "build_autoencoder", original)
-    assert model._ae_cache(x) == before
-    assert model._ae_cache(x + 0.5) != before  # other data
-    assert decs.DECS(2, decs.Config(ae_epochs=2), cache_dir=tmp_path)._ae_cache(x) != before
-    assert decs.DECS(2, decs.Config(ae_epochs=1, cluster_iters=20, log_every=10), cache_dir=tmp_path)._ae_cache(x) \
-        == before  # clustering settings do not touch the autoencoder
+    assert health in registry.result_dependencies(rdc) and health not in registry.result_dependencies(decs)
+    assert {clustering, estimator, tables} <= set(registry.result_dependencies(decs))
 
 
 def test_shuffled_batches_resume_mid_stream():
@@ -91,3 +89,29 @@ def test_fixed_order_batches_start_step():
     later = [b[0] for _, b in zip(range(4), training.fixed_order_batches(x, 3, start_step=4))]
     for a, b in zip(full[4:], later):
         np.testing.assert_array_equal(a, b)
+
+
+def test_indexed_batches_order_wrap_and_resume():
+    x = np.arange(5) * 10
+    order = np.array([4, 2, 0, 1, 3])
+    got = [(b[0][0].tolist(), b[0][1].tolist()) for _, b in zip(range(4), training.indexed_batches(x, order, 2))]
+    assert got == [([40, 20], [4, 2]), ([0, 10], [0, 1]), ([30], [3]), ([40, 20], [4, 2])]
+    later = next(training.indexed_batches(x, order, 2, start_step=4))
+    assert later[0][1].dtype == np.int32 and later[0][1].tolist() == [0, 1]
+
+
+def test_eval_logger_every_and_last_epoch():
+    y = np.array([0, 0, 1, 1])
+    logger = training.EvalLogger(lambda x: np.array([1, 1, 0, 0]), None, y, steps=3, every=2, epochs=5)
+    logger.on_train_begin()
+    for e in range(5):
+        logger.on_epoch_end(e, {"loss": float(e)})
+    assert [(r["epoch"], r["step"], r["loss"]) for r in logger.log] == [(2, 6, 1.0), (4, 12, 3.0), (5, 15, 4.0)]
+    assert logger.log[0]["acc"] == 1.0  # labels matched by the Hungarian method
+    plain = training.EvalLogger(lambda x: np.array([0, 1, 0, 1]), None, y, steps=1)  # defaults: every epoch
+    plain.on_train_begin()
+    for e in range(2):
+        plain.on_epoch_end(e)
+    assert [r["step"] for r in plain.log] == [1, 2] and "epoch" not in plain.log[0] and plain.log[0]["acc"] == 0.5
+    with pytest.raises(ValueError, match="every"):
+        training.EvalLogger(lambda x: x, None, y, steps=1, every=0)
