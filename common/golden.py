@@ -318,6 +318,13 @@ def run_cases_at_commit(paper, commit, cases):
     if add.returncode:
         return None, [{"error": f"no worktree for {commit}: {add.stderr.strip()}"}] * len(cases)
     try:
+        # the fingerprint as that commit's own code computed it (what its results recorded): today's registry may
+        # count other modules (e.g. the skeleton's), so it is taken before today's modules are copied in
+        own = ("import importlib, sys\ntry:\n    from common import registry as r\nexcept ImportError:\n"
+               "    from common import report as r\n"
+               f"print({RESULT_MARK!r} + r.code_version(importlib.import_module('papers.' + sys.argv[1])))")
+        fp_proc = subprocess.run([sys.executable, "-c", own, paper], cwd=wt, capture_output=True, text=True)
+        own_fp = [line[len(RESULT_MARK):] for line in fp_proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
         for name in ("golden.py", "setup.py", "registry.py"):
             shutil.copy(ROOT / "common" / name, wt / "common" / name)
         code = ("import json, sys; from common import golden, registry; p = sys.argv[1]; "
@@ -333,7 +340,7 @@ def run_cases_at_commit(paper, commit, cases):
         why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return None, [{"error": f"the code of {commit[:7]} failed (exit {proc.returncode}): {why}"}] * len(cases)
     got = json.loads(lines[-1][len(RESULT_MARK):])
-    return got["fp"], got["outs"]
+    return (own_fp[-1] if own_fp else got["fp"]), got["outs"]
 
 
 def settings_diff(module, settings):
