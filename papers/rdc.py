@@ -922,9 +922,11 @@ class RDC(DeepClusterer):
         cfg = self.cfg
         if np.ndim(x) == 4:
             training.check_images(x)
-        x = to_pixel_range(normalise_input(x, cfg.input_norm), cfg.pixel_range)
-        if cfg.noise_sigma is not None:  # the z-score undoes the pixel range (up to float rounding)
-            x = robust_noise(x, cfg.noise_sigma, self.seed)                                   # Eqs. (16)-(17)
+        x = normalise_input(x, cfg.input_norm)
+        if cfg.noise_sigma is None:
+            x = to_pixel_range(x, cfg.pixel_range)
+        else:  # Eqs. (16)-(17): the z-score takes the place of the pixel range (z(2 x - 1) = z(x))
+            x = robust_noise(x, cfg.noise_sigma, self.seed)
         if not np.all(np.isfinite(x)) or len(x) <= max(cfg.n_neighbors, self.n_clusters):
             raise ValueError(f"x must hold more than max(n_neighbors, K) finite samples, got shape {np.shape(x)}")
         self.x, self.y, self.n = x, y, len(x)

@@ -733,3 +733,16 @@ def test_departures_are_a_table_whose_options_exist():
     assert {"phi_fold", "eta_fold", "pixel_range", "acai_schedule", "loss_form", "tau_patience", "n_neighbors",
             "lid_threshold"} <= named and named <= fields, named - fields
     assert all(isinstance(t, str) and isinstance(n, str) and n for t, n in rdc.NOTES)
+
+
+def test_fit_feeds_the_same_noisy_data_whatever_the_pixel_range():
+    """With noise_sigma the z-score of Eq. (16) replaces the pixel range: fit's inputs are bit-identical for [0, 1]
+    and [-1, 1] (a range applied before the noise would differ in float rounding; one applied after would shift)."""
+    x, _ = _blobs()
+    fed = {}
+    for pr in ("01", "pm1"):
+        m = _p1_fit(pixel_range=pr, noise_sigma=0.1, pretrain_iters=2)
+        fed[pr] = m.x
+    np.testing.assert_array_equal(fed["01"], fed["pm1"])
+    np.testing.assert_array_equal(fed["01"], rdc.robust_noise(x, 0.1, 1))
+
