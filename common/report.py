@@ -235,7 +235,8 @@ def row_settings(module, folder):
         config, method = runs[0]["config"], module.method_of(runs[0]["config"])
         if method == main_method or not module.PAPER_RESULTS.get(method, {}).get(folder.parent.name):
             continue
-        over = runs[0].get("overrides") or {}
+        # the folder's name says its settings; a result moved there after a default changed may record fewer
+        over = {**dict(kv.split("=", 1) for kv in sub.name.split(",") if "=" in kv), **(runs[0].get("overrides") or {})}
         if main and any(module.method_of({**config, k: main[0]["config"].get(k)}) == method for k in over):
             continue
         out.append((sub.name, method))

@@ -326,6 +326,22 @@ def test_row_settings_keep_other_paper_rows_and_drop_ablations(tmp_path):
     assert report.row_settings(saip, tmp_path / "missing") == []
 
 
+def test_row_settings_read_the_folder_name_of_results_moved_after_a_default_changed(tmp_path):
+    """R-DC's [0, 1] runs were made when [0, 1] was the default (their files record only phases=P1) and moved to
+    phases=P1,pixel_range=01 when the default became [-1, 1]: an ablation of P1, not another P1 row of the table
+    (reading only the recorded overrides would list it)."""
+    from papers import rdc
+
+    base = tmp_path / "rdc" / "fmnist" / "quick"
+    main_cfg = {"phases": "P1P2", "autoencoder": "acai", "pixel_range": "pm1"}
+    folders = {"": ({}, main_cfg), "phases=P1": ({"phases": "P1"}, {**main_cfg, "phases": "P1"}),
+               "phases=P1,pixel_range=01": ({"phases": "P1"}, {"phases": "P1", "autoencoder": "acai"})}
+    for name, (over, cfg) in folders.items():
+        (base / name).mkdir(parents=True, exist_ok=True)
+        (base / name / "seed0.json").write_text(json.dumps({**_run(paper="rdc"), "overrides": over, "config": cfg}))
+    assert report.row_settings(rdc, base) == [("phases=P1", "P1")]
+
+
 def test_timing_rows_give_each_seed_its_own_load(tmp_path):
     """The load column lists one note per seed in the order of the wall times (a sorted set of notes paired the
     walls with other seeds' loads)."""
