@@ -263,12 +263,16 @@ def list_lines(out="results"):
     """``./reproduce.sh list``: per paper its profiles, and per data set whether the committed paper-profile
     results reproduce the paper (common.verdict.status) and their CPU time per seed; the data sets that need a
     download."""
-    from common import verdict
+    from common import datasets, verdict
 
-    lines = []
+    lines, named = [], set()
     for p in available_papers():
         m = load_paper(p)
-        download = getattr(m, "DOWNLOAD_DATASETS", ())  # not shipped: fetched when online
+        declared = tuple(getattr(m, "DOWNLOAD_DATASETS", ()))
+        listed = tuple(m.DATASETS) + tuple(getattr(m, "EXTRA_DATASETS", ())) + declared
+        named |= set(listed)
+        download = [d for d in dict.fromkeys(declared + tuple(d for d in listed if d in datasets.DOWNLOAD_ONLY))
+                    if d not in datasets.DOWNLOAD_ONLY or datasets.needs_download(d)]  # not shipped, no local copy
         extra = [d for d in getattr(m, "EXTRA_DATASETS", ()) if d not in download]
         lines.append(f"{p}: datasets {', '.join(m.DATASETS)}; profiles {', '.join(m.PROFILES)} "
                      f"(default {DEFAULT_PROFILE})")
@@ -290,6 +294,11 @@ def list_lines(out="results"):
             lines.append(f"  also runnable: {', '.join(extra)}")
         if download:
             lines.append(f"  need a download: {', '.join(download)}")
+    other = [d for d in datasets.DOWNLOAD_ONLY if d not in named]  # loaders no paper module lists yet
+    if other:
+        lines.append(f"other data sets (no paper lists them yet): {', '.join(other)}")
+        if any(datasets.needs_download(d) for d in other):
+            lines.append(f"  need a download: {', '.join(d for d in other if datasets.needs_download(d))}")
     lines.append("(✓ ~ ✗: the committed paper-profile results; " + verdict.RULE + ")")
     return lines
 

@@ -4,7 +4,8 @@ Search order for each file: the directory in ``$CLUSTER_DATA_DIR``, then the sta
 places (Keras cache ``~/.keras/datasets``, Debian's ``/usr/share/datasets``), then the
 real download (when online). Content checksums (MD5 of the decompressed bytes) are verified.
 The data sets of Peng et al.'s Tables IV-V (DOWNLOAD_ONLY) come through tensorflow-datasets (CIFAR) and
-scikit-learn's RCV1 fetcher (REUTERS-10K) and need a download once.
+scikit-learn's RCV1 fetcher (REUTERS-10K) and need a download once; so do R-DC's MedMNIST sets (the official 28x28
+``.npz`` files, see _medmnist).
 """
 import bz2
 import gzip
@@ -45,6 +46,11 @@ CHECKSUMS = {
     "usps/usps_train.jf.gz": "f6645f06958fe913c8b2a2917b891013",
     "usps/usps_test.jf.gz": "ba3dac60980c0fb21581da09ecda3e7f",
     "coil20/COIL20.mat": "563dbc3bbef2774639ec856b2cf9c6c5",
+    # MedMNIST 28x28 .npz files (MD5 of the file; medmnist/info.py of github.com/MedMNIST/MedMNIST, v3.0.2, the same
+    # since v1 in 2020)
+    "medmnist/pneumoniamnist.npz": "28209eda62fecd6e6a2d98b1501bb15f",
+    "medmnist/breastmnist.npz": "750601b1f35ba3300ea97c75c52ff8f6",
+    "medmnist/bloodmnist.npz": "7053d0359d879ad8a5505303e11de1dc",
 }
 
 URLS = {
@@ -373,7 +379,123 @@ def _reuters10k():
     return x, y
 
 
-DOWNLOAD_ONLY = ("cifar10-test", "cifar100-aquatic", "reuters10k")  # not on the shared data folder: a download once
+# --- MedMNIST (Yang et al. 2023), R-DC's Tables 1, 3-5 and 8: the official 28x28 files. R-DC clusters all of each
+# set: its Table 1 sizes (5,856; 780; 17,092) are train + val + test, concatenated here in that order. BreastMNIST:
+# R-DC's Table 1 says 3 classes (the source data's normal, benign, malignant); the MedMNIST file has 2 (normal +
+# benign vs malignant), which we use. VesselMNIST3D (28x28x28 volumes) is not loaded: load() and the models take
+# 2-D images (n, H, W, C).
+MEDMNIST_URL = "https://zenodo.org/records/10519652/files/{flag}.npz?download=1"  # MedMNIST v3 (info.py), as v2's files
+MEDMNIST = {"pneumoniamnist": (2, 1), "breastmnist": (2, 1), "bloodmnist": (8, 3)}  # flag: (classes, channels)
+MEDMNIST_SPLITS = ("train", "val", "test")
+
+
+def _medmnist_root():
+    """The medmnist package's default root (its DEFAULT_ROOT), searched and used for downloads."""
+    return Path("~/.medmnist").expanduser()
+
+
+def _medmnist_find(flag):
+    """``medmnist/<flag>.npz`` or ``<flag>.npz`` in a search directory, else ``<flag>.npz`` in medmnist's root."""
+    path = find(f"medmnist/{flag}.npz", f"{flag}.npz")
+    if path is None and (_medmnist_root() / f"{flag}.npz").is_file():
+        path = _medmnist_root() / f"{flag}.npz"
+    return path
+
+
+def _medmnist_info(flag):
+    """(url, md5) of the 28x28 file: the installed medmnist package's INFO if there is one, else ours (the same)."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its __init__ prints when torch is missing
+            from medmnist.info import INFO
+        return INFO[flag]["url"], INFO[flag]["MD5"]
+    except Exception:  # noqa: BLE001  not installed, or a version without this flag
+        return MEDMNIST_URL.format(flag=flag), CHECKSUMS.get(f"medmnist/{flag}.npz")
+
+
+def _medmnist_download(flag):
+    """Downloads ``<flag>.npz`` into medmnist's root (MD5-checked by Keras); returns its path, raises if offline."""
+    import keras
+
+    url, md5 = _medmnist_info(flag)
+    return Path(keras.utils.get_file(f"{flag}.npz", url, file_hash=md5, hash_algorithm="md5",
+                                     cache_subdir=str(_medmnist_root())))
+
+
+def _medmnist(flag):
+    """MedMNIST ``flag`` (28x28): train + val + test images in [0, 1] (gray (n, 28, 28, 1), RGB (n, 28, 28, 3)) and
+    labels 0..classes-1, from the official .npz (keys <split>_images, <split>_labels of shape (n, 1))."""
+    n_classes, channels = MEDMNIST[flag]
+    rel = f"medmnist/{flag}.npz"
+    path = _medmnist_find(flag)
+    if path is None:
+        try:
+            path = _medmnist_download(flag)
+        except Exception:  # noqa: BLE001  offline, or the server refused
+            path = None
+        if path is None or not Path(path).is_file():
+            where = os.environ.get("CLUSTER_DATA_DIR") or "$CLUSTER_DATA_DIR"
+            raise DataError(f"{flag}: {flag}.npz not found (looked in {where}/medmnist/, {where}/ and "
+                            f"{_medmnist_root()}/) and the download from {_medmnist_info(flag)[0]} failed; "
+                            f"download it and put it under {where}/medmnist/")
+    raw = Path(path).read_bytes()
+    want, got = CHECKSUMS.get(rel), hashlib.md5(raw).hexdigest()
+    if want and got != want and got != _medmnist_info(flag)[1]:  # an installed medmnist's MD5, should it change
+        raise DataError(f"{path}: checksum mismatch (corrupt or different file); expected MD5 {want} "
+                        "(MedMNIST's 28x28 file)")
+    try:
+        import io
+
+        with np.load(io.BytesIO(raw), allow_pickle=False) as f:
+            keys = [f"{s}_{k}" for s in MEDMNIST_SPLITS for k in ("images", "labels")]
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: not a MedMNIST .npz, missing {', '.join(missing)} (it holds: "
+                                f"{', '.join(f.files) or 'nothing'})")
+            parts = [(f[f"{s}_images"], f[f"{s}_labels"]) for s in MEDMNIST_SPLITS]
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001  not a zip, pickled arrays
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    xs, ys = [], []
+    for split, (x, y) in zip(MEDMNIST_SPLITS, parts):
+        x = x[..., None] if channels == 1 and x.ndim == 3 else x
+        if x.dtype != np.uint8 or x.shape[1:] != (28, 28, channels):
+            raise DataError(f"{path}: {split}_images must be uint8 (n, 28, 28{', 3' if channels == 3 else ''}), "
+                            f"got {x.dtype} {x.shape}")
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape != (len(x),) or y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() >= n_classes)):
+            raise DataError(f"{path}: {split}_labels must hold {len(x)} labels in 0..{n_classes - 1}, got "
+                            f"{y.dtype} {y.shape}")
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs).astype(np.float32) / np.float32(255.0), np.concatenate(ys).astype(np.int64)
+
+
+def needs_download(name):
+    """True for a DOWNLOAD_ONLY data set with no local copy where its loader looks (``./reproduce.sh list``)."""
+    if name not in DOWNLOAD_ONLY:
+        return False
+    if name in MEDMNIST:
+        return _medmnist_find(name) is None
+    if name in ("cifar10-test", "cifar100-aquatic"):
+        tfds_name = name.split("-")[0]
+        dirs = [d / "tensorflow_datasets" for d in search_dirs()] + [_tfds_default_dir()]
+        return not any((d / tfds_name).is_dir() for d in dirs)
+    if name == "reuters10k":
+        sklearn_home = Path(os.environ.get("SCIKIT_LEARN_DATA") or "~/scikit_learn_data").expanduser()
+        return (find("reuters10k/reutersidf10k.npy", "reuters10k/reuters10k.npz") is None
+                and not any((d / "scikit_learn_data" / "RCV1").is_dir() for d in search_dirs())
+                and not (sklearn_home / "RCV1").is_dir())
+    return True
+
+
+DOWNLOAD_ONLY = ("cifar10-test", "cifar100-aquatic", "reuters10k") + tuple(MEDMNIST)  # not on the shared data folder
 
 LOADERS = {
     "usps": _usps,
@@ -385,6 +507,7 @@ LOADERS = {
     "cifar10-test": _cifar10_test,
     "cifar100-aquatic": _cifar100_aquatic,
     "reuters10k": _reuters10k,
+    **{flag: (lambda flag=flag: _medmnist(flag)) for flag in MEDMNIST},
 }
 NAMES = tuple(LOADERS)
 
