@@ -60,7 +60,7 @@ def load_paper(name, verbose=False):
 
 
 # The shared modules whose code can change a result (its numbers, or the paper values it is compared with).
-RESULT_CODE = ("training", "checkpoint", "metrics", "estimator", "nets", "clustering", "tables", "health")
+RESULT_CODE = ("training", "checkpoint", "metrics", "estimator", "nets", "clustering", "tables", "health", "batchnorm")
 
 
 def _imported_common(module):
