@@ -158,9 +158,12 @@ NOTES = [
      "stream)`), so a cached phase 1 and a freshly trained one lead to the same phase 2. Finished phases 1 and 2 "
      "are cached under `cache_dir` (common.estimator: keyed by the settings that change their numbers, the data and "
      "common.golden.numerics_version, so a refactor that keeps the golden outputs keeps the caches; not by the "
-     "logging intervals) and reused by the ablation runs. With `checkpoint_dir` every phase checkpoints through "
-     "common.checkpoint (phase 1, two models and two optimizers stepped by `train_on_batch`, saves them itself; "
-     "phases 2 and 3 use `resumable_fit`) and an interrupted run resumes to the uninterrupted result."),
+     "logging intervals) and reused by the ablation runs. Every phase runs through common.checkpoint.resumable_fit "
+     "(phase 1 as one model, AcaiStep, whose two Adams are one optimizer, RoleAdams); with `checkpoint_dir` an "
+     "interrupted run resumes to the uninterrupted result. Phase 1 under fit is within the golden tolerance of the "
+     "former train_on_batch loop, not bit-identical: fit traces the step with an unknown batch dimension and the "
+     "weight gradient of the critic (applied twice in Eq. 2) is then summed in another order (on toy runs weights "
+     "and chunk losses agree to ~1e-7 relative; labels identical)."),
     ("cost", "Measured on the 2-core CPU under load, 70,000 10-D codes: the in-graph search of one step (256 x "
      "70,000 scores + top_k) is ~140 ms, of the order of the autoencoder step itself; the exact k-NN of a full "
      "refresh (scikit-learn, brute force) is ~30 s. `refresh_every` trades refresh cost against freshness of tau."),
@@ -368,34 +371,93 @@ _ROLE_LOGS = {"ae": ("rec", "adv"), "critic": ("critic_phi", "critic_mix", "phi_
               "both": ("rec", "adv", "critic_phi", "critic_mix", "phi_var"), "plain": ("rec",)}
 
 
+class RoleAdams(keras.optimizers.Optimizer):
+    """Phase 1's optimisers as one Keras optimizer: an Adam per role (Algorithm 1 lines 5 and 8: each network its
+    own Adam, its own step counter), each built over all the model's weights; ``apply`` steps the Adam of ``role``
+    (set by AcaiStep before each step). ``variables`` holds every Adam's, so a checkpoint saves them all."""
+
+    def __init__(self, roles, learning_rate, **kwargs):
+        super().__init__(learning_rate=learning_rate, name="role_adams", **kwargs)
+        self.adams = {r: keras.optimizers.Adam(learning_rate, name=f"adam_{r}") for r in dict.fromkeys(roles)}
+        self.role = next(iter(self.adams))
+
+    def build(self, variables):
+        super().build(variables)
+        for adam in self.adams.values():
+            adam.build(variables)
+
+    @property
+    def variables(self):
+        return super().variables + [v for adam in self.adams.values() for v in adam.variables]
+
+    def apply(self, grads, trainable_variables=None):
+        self.adams[self.role].apply(grads, trainable_variables)
+
+
 class AcaiStep(keras.Model):
-    """One optimiser step of phase 1 (Algorithm 1, lines 2-10) for ``role``:
+    """Phase 1 (Algorithm 1, lines 2-10) as one model: iteration i takes one optimiser step for role
+    ``roles[i % len(roles)]`` (one role, or a schedule such as ("critic", "ae")):
     "ae" (Eq. 1, w.r.t. encoder and decoder; critic frozen), "critic" (Eq. 2, w.r.t. the critic; every autoencoder
     output a constant), "both" (Eq. 1 + Eq. 2 in one step: ACAI's simultaneous update), "plain" (reconstruction
-    only: the AE+K-means baseline). phi and eta come from this model's SeedGenerator; augmentation from its layer.
+    only: the AE+K-means baseline). Each role draws phi and eta from its own SeedGenerator (``seed``: one per role,
+    or an int for one role); augmentation from its layer; compiled with RoleAdams, each role steps its own Adam.
 
-    Models of different roles share the encoder/decoder/critic layers; each has its own optimizer. Variables
-    that a role's loss does not reach get no gradient (TensorFlow: None, filtered by the optimizer; JAX: zeros,
-    whose Adam update is exactly 0), so they never move in that role's step."""
+    Keras's own train_step runs the step (compute_loss below), traced once per role: the role is fixed when a step
+    is traced, and the train function picks the role's traced step from the iteration count (the Adams' step
+    counters, so a restored checkpoint resumes the schedule). Variables that a role's loss does not reach get no
+    gradient (TensorFlow: None, filtered by the optimizer; JAX: zeros, whose Adam update is exactly 0), so they never
+    move in that role's step."""
 
-    def __init__(self, encoder, decoder, critic, augment, role, cfg, seed, **kwargs):
+    def __init__(self, encoder, decoder, critic, augment, roles, cfg, seed, **kwargs):
         super().__init__(**kwargs)
-        if role not in ("ae", "critic", "both", "plain"):
-            raise ValueError(f"role must be ae, critic, both or plain, got {role!r}")
+        roles = (roles,) if isinstance(roles, str) else tuple(roles)
+        seeds = (seed,) * len(roles) if np.ndim(seed) == 0 else tuple(seed)
+        if not roles or len(set(roles)) != len(roles) or len(seeds) != len(roles) \
+                or any(r not in _ROLE_LOGS for r in roles):
+            raise ValueError(f"roles must be distinct of ae, critic, both, plain (one seed each), got {roles!r}")
         self.encoder, self.decoder, self.critic, self.augment = encoder, decoder, critic, augment
-        self.role, self.lambda_t, self.phi_max, self.eta_max = role, cfg.lambda_t, cfg.phi_max, cfg.eta_max
-        self.phi_fold, self.eta_fold = cfg.phi_fold, cfg.eta_fold
-        self.noise = keras.random.SeedGenerator(seed)
-        self.trackers = {k: keras.metrics.Mean(name=k) for k in ("rec", "adv", "critic_phi", "critic_mix", "phi_var")}
+        self.roles, self.role, self.lambda_t = roles, roles[0], cfg.lambda_t
+        self.phi_max, self.eta_max, self.phi_fold, self.eta_fold = cfg.phi_max, cfg.eta_max, cfg.phi_fold, cfg.eta_fold
+        self.noises = {r: keras.random.SeedGenerator(s) for r, s in zip(roles, seeds)}
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in
+                         [f"loss_{r}" for r in roles] + ["rec", "adv", "critic_phi", "critic_mix", "phi_var"]}
+        self._turn = None
+
+    def _take(self, role):
+        self.role = role
+        if isinstance(self.optimizer, RoleAdams):
+            self.optimizer.role = role
+
+    def make_train_function(self, force=False):
+        """With several roles: one traced step per role, and a train function that runs iteration i's."""
+        self._turn = None  # read from the Adams' step counters at the first step of each fit / train_on_batch
+        if len(self.roles) == 1 or (self.train_function is not None and not force):
+            return super().make_train_function(force)
+        if self.steps_per_execution != 1:
+            raise ValueError("AcaiStep with several roles needs steps_per_execution=1")
+        steps = {}
+        for role in self.roles:
+            super().make_train_function(force=True)
+            steps[role] = self.train_function
+
+        def train_function(*args):
+            if self._turn is None:
+                self._turn = sum(int(ops.convert_to_numpy(a.iterations)) for a in self.optimizer.adams.values())
+            self._take(self.roles[self._turn % len(self.roles)])
+            self._turn += 1
+            return steps[self.role](*args)
+
+        self.train_function = train_function
+        return train_function
 
     def draw_phi(self, b):
         """phi (b,) ~ U[0, phi_max] per sample, folded to [0, 0.5] with ``phi_fold``."""
-        phi = keras.random.uniform((b,), 0.0, self.phi_max, seed=self.noise)
+        phi = keras.random.uniform((b,), 0.0, self.phi_max, seed=self.noises[self.role])
         return fold(phi) if self.phi_fold else phi
 
     def draw_eta(self):
         """eta ~ U[0, eta_max], one per batch, folded to [0, 0.5] with ``eta_fold``."""
-        eta = keras.random.uniform((), 0.0, self.eta_max, seed=self.noise)
+        eta = keras.random.uniform((), 0.0, self.eta_max, seed=self.noises[self.role])
         return fold(eta) if self.eta_fold else eta
 
     def call(self, x, training=False):
@@ -409,9 +471,10 @@ class AcaiStep(keras.Model):
         b = ops.shape(z)[0]
         w = ops.cast(b, "float32")  # trackers average over samples, as Keras's loss log
         if self.role == "plain":
-            rec = ops.mean(ops.square(_flat(x_in) - _flat(x_hat)))
-            self.trackers["rec"].update_state(rec, sample_weight=w)
-            return rec
+            total = ops.mean(ops.square(_flat(x_in) - _flat(x_hat)))
+            self.trackers["rec"].update_state(total, sample_weight=w)
+            self.trackers["loss_plain"].update_state(total, sample_weight=w)
+            return total
         phi = self.draw_phi(b)
         x_hat_phi = self.decoder(interpolate(z, phi), training=training)  # x_hat_phi = g(z_phi)
         total = 0.0
@@ -430,6 +493,7 @@ class AcaiStep(keras.Model):
             self.trackers["critic_mix"].update_state(real, sample_weight=w)
             self.trackers["phi_var"].update_state(ops.var(phi), sample_weight=w)  # the best constant's error
             total = total + loss
+        self.trackers[f"loss_{self.role}"].update_state(total, sample_weight=w)
         return total
 
 
@@ -842,6 +906,11 @@ def batch_indices(n, batch_size, seed, tag, start_step=0):
         step += 1
 
 
+def _batches(x, batch_size, seed, tag, start_step=0):
+    for idx in batch_indices(len(x), batch_size, seed, tag, start_step):
+        yield (x[idx],)
+
+
 def _batches_with_index(x, batch_size, seed, tag, start_step=0):
     for idx in batch_indices(len(x), batch_size, seed, tag, start_step):
         yield ((x[idx], idx),)
@@ -855,17 +924,22 @@ def _kmeans(z, k, n_init, seed):
 _LOG_KEYS = ("acc", "nmi", "ari", "f1_macro", "f1_micro", "nonempty_clusters")  # evaluation logs (labels: only here)
 
 
-class _VariableSet:
-    """Phase 1's state for common.checkpoint.Checkpoint: the variables of several step models (shared layers,
-    SeedGenerators) and of their optimizers, in the form Checkpoint reads (``variables``, ``optimizer``)."""
-    optimizer = None
+class _Phase1Chunks(keras.callbacks.Callback):
+    """After every chunk of phase 1: RDC._phase1_chunk (logs of the chunk). Ends the last chunk at T1."""
 
-    def __init__(self, *owners):
-        self.owners = owners
+    def __init__(self, owner, chunk):
+        super().__init__()
+        self.owner, self.chunk = owner, chunk
 
-    @property
-    def variables(self):
-        return [v for owner in self.owners for v in owner.variables]
+    def on_epoch_begin(self, epoch, logs=None):
+        self._first, self._t = epoch * self.chunk, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first + batch + 1 >= self.owner.cfg.pretrain_iters:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.owner._phase1_chunk(epoch, logs or {}, time.perf_counter() - self._t)
 
 
 class _Chunks(keras.callbacks.Callback):
@@ -914,7 +988,7 @@ class RDC(DeepClusterer):
             self.cfg.resolve("fmnist")
         self.hidden = tuple(hidden)
         self.snapshots = None  # set to [] to keep {"phase", "step", "z"} at every logged point (figures)
-        self.phase1_models = {}  # phase 1's step models by role, when phase 1 was trained (not cached)
+        self.phase1_net = None  # phase 1's AcaiStep, when phase 1 was trained (not cached)
 
     # --- Algorithm 1 ----------------------------------------------------------------------------------------
     def fit(self, x, y=None):
@@ -953,11 +1027,13 @@ class RDC(DeepClusterer):
         return self
 
     def _phase1(self):
-        """Algorithm 1, lines 2-10 (or the plain autoencoder): T1 iterations in chunks of ``log_every``.
+        """Algorithm 1, lines 2-10 (or the plain autoencoder): T1 iterations of AcaiStep through
+        common.checkpoint.resumable_fit, in chunks of ``log_every`` (the last one shorter when T1 is not a multiple).
 
-        A loop of train_on_batch over the role models, not checkpoint.resumable_fit (issue 23): fit traces its step
-        with an unknown batch dimension, train_on_batch with the batch's own, and the critic's weight gradient
-        (the critic applied twice in Eq. 2) is summed in another order then: same maths, other float rounding."""
+        Within the golden tolerance of the former loop of train_on_batch over one model per role, not bit-identical
+        (issue 23): fit traces the step with an unknown batch dimension, train_on_batch traced it with the batch's
+        own, and the critic's weight gradient (the critic applied twice in Eq. 2) is then summed in another order;
+        same maths, other float rounding."""
         cfg, x = self.cfg, self.x
         cache = self._cache("phase1", cfg.phase1_part())
         self.p1_key = None if cache is None else cache.name
@@ -970,51 +1046,21 @@ class RDC(DeepClusterer):
             roles = ["plain"]
         else:  # Algorithm 1: iteration i = 1, 2, ...: odd -> critic (Eq. 2), even -> autoencoder (Eq. 1)
             roles = ["critic", "ae"] if cfg.acai_schedule == "alternate" else ["both"]
-        augment = self._augmenter(1)
-        steps = {r: AcaiStep(self.encoder, self.decoder, self.critic, augment, r, cfg,
-                             seed=training.derived_seed(self.seed, 1, 10 + i), name=f"acai_{r}")
-                 for i, r in enumerate(roles)}
-        self.phase1_models = steps  # (inspection: their optimizers count each role's updates)
-        for net in steps.values():  # one Adam per step model (Algorithm 1 line 5 and line 8)
-            net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
-            net(x[:2])
-            net.optimizer.build(net.trainable_variables)
-        state = _VariableSet(*steps.values(), *(net.optimizer for net in steps.values()))
+        seeds = [training.derived_seed(self.seed, 1, 10 + i) for i in range(len(roles))]
+        net = AcaiStep(self.encoder, self.decoder, self.critic, self._augmenter(1), roles, cfg, seeds, name="acai")
+        net.compile(optimizer=RoleAdams(roles, cfg.learning_rate))  # one Adam per role (Algorithm 1 lines 5, 8)
+        net(x[:2])
+        net.optimizer.build(net.trainable_variables)
+        self.phase1_net = net  # (inspection: net.optimizer.adams count each role's updates)
         chunk = cfg.log_every
-        n_chunks = -(-cfg.pretrain_iters // chunk)
-        hist = {"chunks": [], "geometry": [], "eval": [], "roles": roles, "iterations": cfg.pretrain_iters,
-                "resumed_at": []}
-        start, saved = (0, None) if self.checkpoint is None else self.checkpoint.load("phase1", state)
-        if saved is not None:
-            hist = saved
-            if start < n_chunks:
-                hist["resumed_at"].append(start)
-        stream = batch_indices(self.n, cfg.batch_size, self.seed, 1, start * chunk)
-        last_save = time.perf_counter()
-        for c in range(start, n_chunks):
-            means = {role: _Means() for role in steps}
-            t0 = time.perf_counter()
-            stop = min((c + 1) * chunk, cfg.pretrain_iters)
-            with _quiet_missing_gradients():
-                for it in range(c * chunk, stop):
-                    idx = next(stream)
-                    role = roles[it % len(roles)]
-                    means[role].add(steps[role].train_on_batch(x[idx], return_dict=True), len(idx))
-            entry = {"step": stop, "seconds": time.perf_counter() - t0, "iterations": stop - c * chunk}
-            for role in steps:  # chunk means over the role's steps (weighted by batch size)
-                res = means[role].result()
-                entry[f"loss_{role}"] = res.get("loss")
-                entry.update({k: res[k] for k in _ROLE_LOGS[role] if k in res})
-            hist["chunks"].append(entry)
-            hist["geometry"].append(self._snapshot(self.embed(x), stop, (c + 1) % cfg.geometry_every == 0
-                                                   or c + 1 == n_chunks, hist["eval"]))
-            if self.checkpoint is not None and (c + 1 == n_chunks or time.perf_counter() - last_save
-                                                >= checkpoint.SAVE_EVERY_SECONDS):
-                self.checkpoint.save("phase1", state, c + 1, hist)
-                last_save = time.perf_counter()
-            shown = {k: v for k, v in entry.items() if k not in ("step", "seconds", "iterations") and v is not None}
-            self.log(f"[phase 1] {stop}/{cfg.pretrain_iters} iterations  {entry['seconds']:.0f} s  "
-                     + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+        self.p1 = hist = {"chunks": [], "geometry": [], "eval": [], "roles": roles, "iterations": cfg.pretrain_iters}
+        with _quiet_missing_gradients():
+            fit = checkpoint.resumable_fit(
+                net, lambda e: _batches(x, cfg.batch_size, self.seed, 1, e * chunk), phase="phase1",
+                unit="iteration", epochs=-(-cfg.pretrain_iters // chunk), steps_per_epoch=chunk,
+                checkpoint=self.checkpoint, callbacks=[_Phase1Chunks(self, chunk)], get_state=lambda: hist,
+                set_state=hist.update, verbose=self.verbose)
+        hist["resumed_at"] = fit["resumes"]
         hist["seconds"] = float(sum(e["seconds"] for e in hist["chunks"]))
         hist["iterations_per_second"] = cfg.pretrain_iters / hist["seconds"] if hist["seconds"] > 0 else None
         per = {r: sum(1 for it in range(cfg.pretrain_iters) if roles[it % len(roles)] == r) for r in roles}
@@ -1024,6 +1070,24 @@ class RDC(DeepClusterer):
             hist.pop("eval")
         self.history["phase1"] = hist
         self._save_cached(cache, hist)
+
+    def _phase1_chunk(self, c, logs, seconds):
+        """After phase-1 chunk c: each role's chunk means (Keras's metric means over the chunk, weighted by batch
+        size; None for a role without a step in it), the codes' geometry and the evaluation log, a printed line."""
+        cfg, hist, roles = self.cfg, self.p1, self.p1["roles"]
+        chunk, n_chunks = cfg.log_every, -(-cfg.pretrain_iters // cfg.log_every)
+        first, stop = c * chunk, min((c + 1) * chunk, cfg.pretrain_iters)
+        stepped = {roles[it % len(roles)] for it in range(first, min(stop, first + len(roles)))}
+        entry = {"step": stop, "seconds": seconds, "iterations": stop - first}
+        for role in roles:
+            entry[f"loss_{role}"] = float(logs[f"loss_{role}"]) if role in stepped else None
+            entry.update({k: float(logs[k]) for k in _ROLE_LOGS[role] if role in stepped})
+        hist["chunks"].append(entry)
+        hist["geometry"].append(self._snapshot(self.embed(self.x), stop, (c + 1) % cfg.geometry_every == 0
+                                               or c + 1 == n_chunks, hist["eval"]))
+        shown = {k: v for k, v in entry.items() if k not in ("step", "seconds", "iterations") and v is not None}
+        self.log(f"[phase 1] {stop}/{cfg.pretrain_iters} iterations  {entry['seconds']:.0f} s  "
+                 + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
 
     def _phase2(self):
         """Algorithm 1, lines 11-26: fit in chunks of ``refresh_every`` steps, a full refresh after each."""
@@ -1239,22 +1303,6 @@ class RDC(DeepClusterer):
 
 _HEALTH_KEYS = ("participation_ratio", "top2_share", "median_std", "rec_mse", "rec_mse_01", "critic_phi", "phi_var",
                 "critic_phi_ratio", "ae_steps", "tau_first", "tau_last", "mean_reliable")
-
-
-class _Means:
-    """Sample-weighted means of the logs returned by train_on_batch over a chunk (Keras resets a model's metrics
-    at every train_on_batch call, so its metric results describe the last batch only)."""
-
-    def __init__(self):
-        self.sums, self.weight = {}, 0.0
-
-    def add(self, logs, weight):
-        for k, v in logs.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v) * weight
-        self.weight += weight
-
-    def result(self):
-        return {k: v / self.weight for k, v in self.sums.items()} if self.weight else {}
 
 
 class _quiet_missing_gradients:

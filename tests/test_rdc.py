@@ -140,6 +140,32 @@ def test_phase1_steps_route_gradients_to_their_own_network_only():
     assert 0.05 < phi_var < 0.12
 
 
+def test_one_model_takes_the_roles_in_turn_with_an_adam_each():
+    """A ("critic", "ae") AcaiStep: iteration 0 steps the critic only, iteration 1 the autoencoder only, each with its
+    own Adam (step counters 1 and 1, not one shared counter), and a new train_on_batch/fit resumes the turn from
+    those counters; phi of role r comes from r's own SeedGenerator."""
+    enc, dec, critic = _tiny_ae()
+    net = rdc.AcaiStep(enc, dec, critic, None, ("critic", "ae"), rdc.Config(), seed=(5, 6))
+    net.compile(optimizer=rdc.RoleAdams(net.roles, 1e-2))
+    x = RNG.uniform(size=(16, 4, 5, 1)).astype("float32")
+    ae0, c0 = _weights(enc, dec), _weights(critic)
+    with rdc._quiet_missing_gradients():
+        net.train_on_batch(x)
+    ae1, c1 = _weights(enc, dec), _weights(critic)
+    assert _same(ae1, ae0) and not _same(c1, c0)
+    with rdc._quiet_missing_gradients():
+        net.train_on_batch(x)
+    assert not _same(_weights(enc, dec), ae1) and _same(_weights(critic), c1)
+    assert {r: int(_np(a.iterations)) for r, a in net.optimizer.adams.items()} == {"critic": 1, "ae": 1}
+    for role, draws in (("critic", 2), ("ae", 1)):  # each role's generator moved by its own step only: phi, eta
+        gen = keras.random.SeedGenerator({"critic": 5, "ae": 6}[role])
+        for _ in range(draws):
+            keras.random.uniform((16,), seed=gen)
+        np.testing.assert_array_equal(_np(net.noises[role].state), _np(gen.state))
+    with pytest.raises(ValueError):
+        rdc.AcaiStep(enc, dec, critic, None, ("ae", "ae"), rdc.Config(), seed=(1, 2))
+
+
 # --- Phase 2: Eqs. (3)-(15) -----------------------------------------------------------------------------------------
 Z1 = np.array([[0.0], [1.0], [1.5], [4.0], [10.0]])
 
@@ -570,7 +596,7 @@ def p1_alternate():
 def test_schedules_count_autoencoder_and_critic_updates(p1_alternate):
     """alternate: T1/2 updates each; simultaneous: T1 of both; the plain baseline with T1/2 iterations has as
     many autoencoder updates as the alternating ACAI."""
-    count = lambda m: {r: int(_np(net.optimizer.iterations)) for r, net in m.phase1_models.items()}  # noqa: E731
+    count = lambda m: {r: int(_np(a.iterations)) for r, a in m.phase1_net.optimizer.adams.items()}  # noqa: E731
     assert count(p1_alternate) == {"critic": 2, "ae": 2}
     h = p1_alternate.history["phase1"]
     assert (h["ae_steps"], h["critic_steps"]) == (2, 2) and h["health"]["ae_steps"] == 2
@@ -617,25 +643,95 @@ def test_pixel_range_pm1_trains_on_2x_minus_1():
     assert h["rec_mse"] == pytest.approx(np.mean((x_hat - (2.0 * x - 1.0)) ** 2), rel=1e-5)
 
 
-def test_phase1_chunk_logs_are_means_over_the_chunk(monkeypatch):
-    """Keras resets a model's metrics at every train_on_batch: the chunk entry must average every step of the
-    chunk (weighted by batch size), not report the last one."""
-    seen = []
-    original = rdc.AcaiStep.train_on_batch
+def _phase1_by_steps(m):
+    """The former phase 1 for the fitted RDC ``m`` (its data, seed and settings): one single-role AcaiStep per role
+    on the same fresh layers, each with its own Adam, stepped by train_on_batch on the phase-1 batch stream.
+    Returns (encoder, decoder, critic, [(role, batch size, logs) per iteration])."""
+    from common import training
 
-    def spy(self, x, *args, **kwargs):
-        logs = original(self, x, *args, **kwargs)
-        seen.append((self.role, len(x), {k: float(v) for k, v in logs.items()}))
-        return logs
+    cfg, x = m.cfg, m.x
+    keras.utils.set_random_seed(m.seed)
+    enc, dec = rdc.build_autoencoder(x.shape[1:], cfg.embedding_dim, m.hidden)
+    critic = rdc.build_critic(x.shape[1:], m.hidden, cfg.embedding_dim) if cfg.autoencoder == "acai" else None
+    roles = ["plain"] if cfg.autoencoder == "plain" else ["critic", "ae"] if cfg.acai_schedule == "alternate" \
+        else ["both"]  # Algorithm 1: the critic steps first
+    aug = training.augmenter(0.1, 10.0, seed=m.seed, stream=1)
+    nets = {r: rdc.AcaiStep(enc, dec, critic, aug, r, cfg, seed=training.derived_seed(m.seed, 1, 10 + i))
+            for i, r in enumerate(roles)}
+    for net in nets.values():
+        net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+    stream, steps = rdc.batch_indices(len(x), cfg.batch_size, m.seed, 1), []
+    with rdc._quiet_missing_gradients():
+        for it in range(cfg.pretrain_iters):
+            idx, role = next(stream), roles[it % len(roles)]
+            logs = nets[role].train_on_batch(x[idx], return_dict=True)
+            steps.append((role, len(idx), {k: float(v) for k, v in logs.items()}))
+    return enc, dec, critic, steps
 
-    monkeypatch.setattr(rdc.AcaiStep, "train_on_batch", spy)
-    m = _p1_fit(pretrain_iters=6, log_every=6, batch_size=40)  # 96 samples: batches of 40, 40, 16
-    entry = m.history["phase1"]["chunks"][0]
-    for role, key in (("ae", "rec"), ("ae", "adv"), ("critic", "critic_phi"), ("critic", "phi_var")):
-        steps = [(n, logs[key]) for r, n, logs in seen if r == role]
-        mean = sum(n * v for n, v in steps) / sum(n for n, _ in steps)
-        assert entry[key] == pytest.approx(mean, rel=1e-6)
-        assert abs(mean - steps[-1][1]) > 1e-6 * abs(mean)  # the test can tell a mean from the last step
+
+@pytest.mark.parametrize("kw", [{}, {"acai_schedule": "simultaneous"}, {"autoencoder": "plain"},
+                                {"phi_fold": True, "eta_fold": True, "lambda_t": 0.125, "pixel_range": "01"}])
+def test_phase1_fit_is_the_train_on_batch_loop_within_tolerance(kw):
+    """Phase 1 through resumable_fit (one model, two Adams) against the former loop of train_on_batch over one
+    model per role: the same weights and, per chunk and role, the batch-size-weighted mean of the step logs, to
+    float rounding (fit traces the step with an unknown batch size). 7 iterations in chunks of 3 (the last one a
+    single step, the second starting with the autoencoder), batches of 40, 40, 16."""
+    m = _p1_fit(pretrain_iters=7, log_every=3, batch_size=40, **kw)
+    enc, dec, critic, steps = _phase1_by_steps(m)
+    for u, v in zip(_weights(m.encoder, m.decoder, *[m.critic] * (critic is not None)),
+                    _weights(enc, dec, *[critic] * (critic is not None))):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+    chunks, roles = m.history["phase1"]["chunks"], m.history["phase1"]["roles"]
+    assert [(e["step"], e["iterations"]) for e in chunks] == [(3, 3), (6, 3), (7, 1)]
+    assert {r: int(_np(a.iterations)) for r, a in m.phase1_net.optimizer.adams.items()} == \
+        {r: sum(s[0] == r for s in steps) for r in roles}
+    told = False
+    for c, entry in enumerate(chunks):
+        for role in roles:
+            mine = [(n, logs) for r, n, logs in steps[3 * c:3 * c + 3] if r == role]
+            if not mine:
+                assert entry[f"loss_{role}"] is None and not set(rdc._ROLE_LOGS[role]) & set(entry)
+                continue
+            for key in ("loss",) + rdc._ROLE_LOGS[role]:
+                mean = sum(n * logs[key] for n, logs in mine) / sum(n for n, _ in mine)
+                assert entry[key if key != "loss" else f"loss_{role}"] == pytest.approx(mean, rel=1e-5), (c, key)
+                told |= abs(mean - mine[-1][1][key]) > 1e-4 * abs(mean)  # a mean, not the last step
+    assert told
+
+
+def test_phase1_interrupted_twice_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Phase 1 alone, 7 iterations in chunks of 3, crashed after chunk 1 (the next iteration is the autoencoder's)
+    and after chunk 2: the weights of all three networks, both Adams' states and every chunk log of the
+    uninterrupted run, bit for bit."""
+    from common import checkpoint
+
+    monkeypatch.setattr(checkpoint, "SAVE_EVERY_SECONDS", 0.0)
+    x, y = _blobs()
+    cfg = dict(phases="P1", pretrain_iters=7, log_every=3, batch_size=40, kmeans_n_init=1)
+    fit = lambda folder=None: rdc.RDC(3, rdc.Config(**cfg), seed=1, verbose=0, hidden=(16,),  # noqa: E731
+                                      checkpoint_dir=folder).fit(x, y)
+    reference = fit()
+    calls, original = {"n": 0}, checkpoint.Checkpoint.save
+
+    def save(self, phase, model, epoch, state=None):
+        original(self, phase, model, epoch, state)
+        calls["n"] += 1
+        if calls["n"] in (1, 2):
+            raise Interrupt
+
+    monkeypatch.setattr(checkpoint.Checkpoint, "save", save)
+    for _ in range(2):
+        with pytest.raises(Interrupt):
+            fit(tmp_path)
+    out = fit(tmp_path)
+    assert out.history["phase1"]["resumed_at"] == [1, 2] and reference.history["phase1"]["resumed_at"] == []
+    for a, b in ((out.encoder, reference.encoder), (out.decoder, reference.decoder), (out.critic, reference.critic)):
+        assert _same(_weights(a), _weights(b))
+    assert _same([_np(v) for v in out.phase1_net.optimizer.variables],
+                 [_np(v) for v in reference.phase1_net.optimizer.variables])
+    drop = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h["phase1"]["chunks"]]  # noqa: E731
+    assert drop(out.history) == drop(reference.history) and len(drop(out.history)) == 3
+    assert out.history["phase1"]["eval"] == reference.history["phase1"]["eval"]
 
 
 def test_tau_patience_in_a_run(monkeypatch):
