@@ -2,6 +2,8 @@
 
     python -m common.golden check [paper ...]     # recompute and compare with tests/golden/<paper>.json
     python -m common.golden update [paper ...]    # after a code change: record today's outputs / code fingerprint
+    python -m common.golden update PAPER --kernels "REASON"   # faster kernels, same maths: within the floor
+    python -m common.golden floor [paper ...]     # measure the kernel floor (tests/golden/floors.json)
     python -m common.golden verify PAPER COMMIT    # list the fingerprint of an older commit whose outputs are today's
     python -m common.golden verify-results PAPER [RESULT.json ...]   # verify older results' own settings
 
@@ -30,9 +32,25 @@ one golden case with them (smoke budget, synthetic data named after its data set
 and with today's (settings the result lacks take today's defaults), once per (commit, data set, settings); when the
 outputs are not "changed", ``verified_settings[fingerprint][settings_hash]`` records it. ``update`` keeps these
 while the outputs are kept and drops them when they change (they compared with the code before the change).
+
+Kernel changes (``update PAPER --kernels REASON``): other kernels for the same maths (e.g. a fused BatchNorm) move
+the last bits, and two epochs of Adam amplify them past 1e-5. The floor (``floor``, tests/golden/floors.json) is,
+per case, the ``deviation`` of today's code run with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) from this machine's
+recording: the largest |a-b|/|a| over the steps of any loss curve, max |a-b| / max |a| over embedding_head (per
+coordinate, one near 0 would dominate), and whether the labels are identical. oneDNN off is what a non-x86 CPU or a
+user who disables it runs, and such a machine's results already count as current. So a declared change (never
+inferred) is accepted when every case keeps its labels and no loss curve nor the embedding deviates by more than
+KERNEL_MARGIN (2: one pair of kernels measured, another may land a little further) x its case's floor (at least
+RTOL), against this machine's recording and against its ``anchor`` (the recording kept at the list's first kernel
+change), so that several changes cannot drift further than one: it cannot be told apart from the same code on
+another machine. Accepted: today's outputs become the recording, the fingerprint is listed, other machines'
+recordings are dropped (old kernels: they re-record), ``kernel_changes`` records it; refused: nothing changes. A
+plain update that changes the outputs starts a new list and drops the anchor and the kernel changes with it.
 """
 import hashlib
 import json
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -44,6 +62,8 @@ from common import registry
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = ROOT / "tests" / "golden"
 RTOL = 1e-5
+KERNEL_MARGIN = 2.0  # a kernel change may deviate by up to this many times the floor (one kernel pair measured)
+KERNELS_REFUSED = "kernel change REFUSED"
 
 # (case name, --set overrides, synthetic image size): the default and each option that changes the maths.
 CASES = {
@@ -140,6 +160,61 @@ def compare(old, new, rtol=RTOL):
     return "within tolerance"
 
 
+def _rel(a, b):
+    """max over elements of |a-b|/|a| (0 where a == b, inf where a == 0 != b or the lengths differ)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    diff = np.abs(a - b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / np.abs(a))
+    return float(rel.max())
+
+
+def _rel_norm(a, b):
+    """max |a-b| / max |a| over the elements (inf where the lengths differ or a == 0 != b): a vector's deviation
+    relative to its scale, not to each coordinate's (one near 0 would dominate)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    diff = float(np.abs(a - b).max(initial=0.0))
+    return 0.0 if diff == 0 else diff / float(np.abs(a).max()) if np.abs(a).max() > 0 else float("inf")
+
+
+def deviation(old, new):
+    """How far ``new`` is from ``old`` (two outputs of one case; ``old`` the reference): {"loss_rel": max over loss
+    curves, "loss_rel_by_curve": {curve: max over steps of |a-b|/|a|}, "embedding_rel": max |a-b| / max |a| over
+    embedding_head, "labels_identical"}; a curve missing on either side counts as inf. ``compare`` stays the
+    check/verify verdict; this is the kernel-change measure (``floor``, ``update --kernels``)."""
+    curves = {key: _rel(a, new["losses"][key]) if key in new["losses"] else float("inf")
+              for key, a in old["losses"].items()}
+    curves.update({key: float("inf") for key in new["losses"] if key not in old["losses"]})
+    return {"loss_rel": max(curves.values(), default=0.0), "loss_rel_by_curve": dict(sorted(curves.items())),
+            "embedding_rel": _rel_norm(old["embedding_head"], new["embedding_head"]),
+            "labels_identical": old["labels"] == new["labels"] and old["extra_labels"] == new["extra_labels"]}
+
+
+def beyond_floor(dev, floor, margin=KERNEL_MARGIN):
+    """[why] a case's ``deviation`` is not a kernel change under its ``floor`` ({"loss_rel", "embedding_rel"}):
+    labels not identical, or a loss curve / the embedding beyond max(margin x floor, RTOL); [] when it is. A floor
+    of None (oneDNN off moved the case without bound: a curve of another length, a 0 that is not) gives no room:
+    RTOL."""
+    def limit(key):
+        f = floor[key]
+        return (RTOL, "no finite floor: RTOL") if f is None else (max(margin * f, RTOL), f"{margin:g} x floor {f:.3g}")
+
+    why = [] if dev["labels_identical"] else ["labels differ"]
+    lim, what = limit("loss_rel")
+    why += [f"loss {curve}: {v:.3g} > {lim:.3g} ({what})" for curve, v in dev["loss_rel_by_curve"].items()
+            if not v <= lim]
+    lim, what = limit("embedding_rel")
+    if not dev["embedding_rel"] <= lim:
+        why.append(f"embedding: {dev['embedding_rel']:.3g} > {lim:.3g} ({what})")
+    return why
+
+
 def signature():
     """This machine's kind for golden outputs: CPU vector extensions, cores, backend and its version."""
     from common import setup
@@ -183,9 +258,12 @@ def check(paper, outs=None):
     return verdicts, listed
 
 
-def update(paper):
+def update(paper, kernels=None):
     """Records today's outputs for this machine's signature, and today's fingerprint when the outputs are kept
-    (identical or within tolerance of this machine's recording). Returns a message."""
+    (identical or within tolerance of this machine's recording). With ``kernels`` (the declared reason of a kernel
+    change): ``update_kernels``. Returns a message."""
+    if kernels is not None:
+        return update_kernels(paper, kernels)
     fp = registry.code_version(registry.load_paper(paper))
     saved = load(paper) or {"paper": paper, "fingerprints": [], "outputs": {}}
     sig = signature()
@@ -206,7 +284,8 @@ def update(paper):
     else:
         # today's numerics changed: what was verified against the code before ("older code == today's code") no
         # longer holds, so the older fingerprints' verifications go with the list
-        record = {k: v for k, v in saved.items() if k not in ("verified_settings", "verified_older_code")}
+        record = {k: v for k, v in saved.items()
+                  if k not in ("verified_settings", "verified_older_code", "anchor", "kernel_changes")}
         record = {**record, "fingerprints": [fp], "outputs": {sig: outs}}
         msg = (f"{paper}: outputs CHANGED on {sig}; results of older code are now marked older; other machines' "
                "recordings and the verified settings dropped")
@@ -214,6 +293,134 @@ def update(paper):
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
     golden_path(paper).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return msg
+
+
+def floors_path():
+    return GOLDEN_DIR / "floors.json"
+
+
+def load_floors():
+    path = floors_path()
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_kernels(paper, reason):
+    """A declared kernel change (module docstring): accepted when every case of today's outputs has identical
+    labels and deviates (``deviation``) from this machine's recording and from its anchor by no more than
+    ``beyond_floor`` allows under the case's floor (tests/golden/floors.json, measured on this machine with listed
+    code). Accepted: today's outputs become the recording, the fingerprint is listed, other machines' recordings
+    dropped, ``kernel_changes`` records it. Refused: the file is left as it is. Returns a message."""
+    if not str(reason).strip():
+        raise registry.UsageError("--kernels needs a reason (which kernels changed, and why)")
+    fp = registry.code_version(registry.load_paper(paper))
+    saved = load(paper)
+    sig = signature()
+    refused = f"{paper}: {KERNELS_REFUSED} on {sig}, nothing changed: "
+    mine = (saved or {}).get("outputs", {}).get(sig)
+    if mine is None:
+        return refused + f"no recording for {sig} to compare with (run a plain update on a clean tree first)"
+    floors = load_floors().get(paper, {})
+    floor = floors.get(sig)
+    if floor is None:
+        return refused + f"no floor measured for {sig}: run `python -m common.golden floor {paper}`"
+    if floors.get("fingerprint") not in saved["fingerprints"]:
+        return refused + (f"the floor was measured with code ({floors.get('fingerprint')}) whose outputs are not the "
+                          f"listed ones: run `python -m common.golden floor {paper}` on the listed code")
+    outs = run_paper(paper)
+    if set(outs) != set(mine) or not set(outs) <= set(floor):
+        return refused + (f"cases differ (today {sorted(outs)}, recorded {sorted(mine)}, floors {sorted(floor)}): "
+                          "a new case is recorded by a plain update, its floor by `floor`")
+    anchor = {**mine, **saved.get("anchor", {}).get(sig, {})}   # a case added since the anchor: its only recording
+    devs, why = {}, []
+    for name in sorted(outs):
+        devs[name] = {"recording": deviation(mine[name], outs[name]), "anchor": deviation(anchor[name], outs[name])}
+        for against, dev in devs[name].items():
+            why += [f"{name} against the {against}: {w}" for w in beyond_floor(dev, floor[name])]
+    if why:
+        return refused + "; ".join(why)
+    fps = saved["fingerprints"] + ([fp] if fp not in saved["fingerprints"] else [])
+    change = {"fingerprint": fp, "reason": reason, "signature": sig, "date": time.strftime("%Y-%m-%d"),
+              "margin": KERNEL_MARGIN, "deviation": devs,
+              "floor": {name: {k: floor[name][k] for k in ("loss_rel", "embedding_rel")} for name in sorted(outs)}}
+    record = {**saved, "fingerprints": fps, "outputs": {sig: outs}, "anchor": {sig: anchor},
+              "kernel_changes": saved.get("kernel_changes", []) + [change],
+              "command": f"python -m common.golden update {paper} --kernels {shlex.quote(reason)}"}
+    golden_path(paper).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    worst = max(max(d["loss_rel"], d["embedding_rel"]) for pair in devs.values() for d in pair.values())
+    dropped = [s for s in saved["outputs"] if s != sig]
+    return (f"{paper}: kernel change accepted on {sig} (largest deviation {worst:.3g}, within {KERNEL_MARGIN:g} x "
+            f"each case's floor); today's outputs recorded, fingerprint {fp} listed ({len(fps)} in all)"
+            + (f"; recordings of {', '.join(dropped)} dropped (old kernels: update there)" if dropped else ""))
+
+
+def _run_paper_in_subprocess(paper, onednn):
+    """(fingerprint, whether oneDNN was on, {case: outputs}) of today's code in a fresh process, oneDNN on (TF's
+    default: TF_ENABLE_ONEDNN_OPTS unset) or off (=0), set before TensorFlow is imported."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if not onednn:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    code = ("import json, sys; from common import golden, registry; p = sys.argv[1]; "
+            "outs = golden.run_paper(p, verbose=False); "
+            "from tensorflow.python.util import _pywrap_util_port as u; "
+            "print(golden.RESULT_MARK + json.dumps({'fp': registry.code_version(registry.load_paper(p)), "
+            "'onednn': bool(u.IsMklEnabled()), 'outs': outs}))")
+    proc = subprocess.run([sys.executable, "-c", code, paper], cwd=ROOT, env=env, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if proc.returncode or not lines:
+        why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise registry.UsageError(f"{paper}: the golden cases failed with oneDNN {'on' if onednn else 'off'}: {why}")
+    got = json.loads(lines[-1][len(RESULT_MARK):])
+    return got["fp"], got["onednn"], got["outs"]
+
+
+def _finite(v):
+    return v if np.isfinite(v) else None
+
+
+def floor(paper, verbose=True):
+    """Measures ``paper``'s kernel floor on this machine: the golden cases run by today's (listed) code with
+    oneDNN on (must give this machine's recording: not "changed") and off, each in a fresh process; records per case
+    ``deviation`` of the second from the recording in tests/golden/floors.json under this machine's signature.
+    Returns a message; UsageError when it cannot be measured here."""
+    saved = load(paper)
+    sig = signature()
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        raise registry.UsageError(f"the floor is measured with TensorFlow's kernels (oneDNN on/off); signature {sig}")
+    mine = (saved or {}).get("outputs", {}).get(sig)
+    if mine is None:
+        raise registry.UsageError(f"{paper}: no recording for {sig} to measure the floor against")
+    cases = {}
+    for onednn in (True, False):
+        t0 = time.perf_counter()
+        fp, on, outs = _run_paper_in_subprocess(paper, onednn)
+        if verbose:
+            print(f"  {paper} oneDNN {'on' if onednn else 'off'}: {time.perf_counter() - t0:.0f} s", flush=True)
+        if fp not in saved["fingerprints"]:
+            raise registry.UsageError(f"{paper}: today's code ({fp}) is not listed: its outputs are not the recording")
+        if on != onednn:
+            raise registry.UsageError(f"{paper}: oneDNN is {'on' if on else 'off'} in TensorFlow whatever "
+                                      "TF_ENABLE_ONEDNN_OPTS says: no second set of kernels to measure with here")
+        if set(outs) != set(mine):
+            raise registry.UsageError(f"{paper}: cases {sorted(outs)} but recorded {sorted(mine)}: update first")
+        for name in outs:
+            if onednn and compare(mine[name], outs[name]).startswith("changed"):
+                raise registry.UsageError(f"{paper} {name}: today's code with oneDNN on does not give this machine's "
+                                          f"recording ({compare(mine[name], outs[name])}): run check/update first")
+            if not onednn:   # JSON has no inf: an unbounded deviation is recorded as None (beyond_floor: RTOL)
+                dev = deviation(mine[name], outs[name])
+                by_curve = {k: _finite(v) for k, v in dev["loss_rel_by_curve"].items()}
+                cases[name] = {**dev, "loss_rel": _finite(dev["loss_rel"]), "loss_rel_by_curve": by_curve,
+                               "embedding_rel": _finite(dev["embedding_rel"])}
+    floors = load_floors()           # read again just before writing: other papers may have been measured meanwhile
+    floors[paper] = {**floors.get(paper, {}), sig: cases, "fingerprint": fp, "measured": time.strftime("%Y-%m-%d"),
+                     "command": f"python -m common.golden floor {paper}"}
+    floors_path().write_text(json.dumps(floors, indent=1, sort_keys=True) + "\n")
+    return f"{paper} floor on {sig}: " + "; ".join(
+        f"{name}: loss {d['loss_rel'] if d['loss_rel'] is None else format(d['loss_rel'], '.3g')}, embedding "
+        f"{d['embedding_rel'] if d['embedding_rel'] is None else format(d['embedding_rel'], '.3g')}, labels "
+        f"{'identical' if d['labels_identical'] else 'DIFFER'}" for name, d in sorted(cases.items()))
 
 
 def verify_commit(paper, commit):
@@ -485,10 +692,15 @@ def main(argv=None):
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m common.golden", description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["check", "update", "verify", "verify-results"])
+    ap.add_argument("command", choices=["check", "update", "verify", "verify-results", "floor"])
     ap.add_argument("papers", nargs="*",
                     help="default: every paper (verify: PAPER COMMIT; verify-results: PAPER [RESULT.json ...])")
+    ap.add_argument("--kernels", metavar="REASON",
+                    help="update only: a declared kernel change (same maths, other kernels), accepted within the floor")
     args = ap.parse_args(argv)
+    if args.kernels is not None and (args.command != "update" or not args.kernels.strip() or not args.papers):
+        print("error: --kernels \"REASON\" goes with update PAPER [...] and needs a reason", file=sys.stderr)
+        return 2
     if args.command == "verify-results":
         if not args.papers or args.papers[0] not in CASES:
             print(f"error: verify-results takes PAPER [RESULT.json ...]; papers: {', '.join(CASES)}", file=sys.stderr)
@@ -518,8 +730,17 @@ def main(argv=None):
         return 2
     rc = 0
     for paper in papers:
+        if args.command == "floor":
+            try:
+                print(floor(paper), flush=True)
+            except registry.UsageError as e:
+                print(f"error: {e}", file=sys.stderr, flush=True)
+                rc = 1
+            continue
         if args.command == "update":
-            print(update(paper), flush=True)
+            msg = update(paper, args.kernels)
+            print(msg, flush=True)
+            rc |= KERNELS_REFUSED in msg
             continue
         verdicts, listed = check(paper)
         for name, verdict in verdicts:
