@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from common import checkpoint, clustering, training
+from common import batchnorm, checkpoint, clustering, training
 from common.estimator import DeepClusterer
 from common.tables import parse_table
 
@@ -91,7 +91,7 @@ def build_autoencoder(input_shape, embedding_dim=10):
     x = x_in
     for i, filters in enumerate((32, 64, 128, 256)):
         x = layers.Conv2D(filters, 3, padding=pad if i == 3 else "same", activation="relu")(x)
-        x = layers.BatchNormalization()(x)
+        x = batchnorm.BatchNormalization()(x)
         if i < 3:
             x = layers.MaxPooling2D(2)(x)
     z = layers.Dense(embedding_dim, name="embedding")(layers.Flatten()(x))
@@ -102,7 +102,7 @@ def build_autoencoder(input_shape, embedding_dim=10):
     y = layers.Reshape((h // 8, w // 8, 256))(y)
     for i, filters in enumerate((128, 64, 32)):
         y = layers.Conv2DTranspose(filters, 3, strides=2, padding=pad if i == 0 else "same", activation="relu")(y)
-        y = layers.BatchNormalization()(y)
+        y = batchnorm.BatchNormalization()(y)
     x_hat = layers.Conv2DTranspose(c, 3, padding="same", name="reconstruction")(y)
     return encoder, keras.Model(z_in, x_hat, name="decoder")
 
