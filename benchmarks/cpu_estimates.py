@@ -25,8 +25,8 @@ from common import results  # noqa: E402
 
 # (paper, dataset to estimate, measured run, the data set it was measured on)
 SOURCES = [
-    ("decs", "usps", "results/decs/usps/paper/seed0.json", "usps"),
-    ("decs", "mnist", "results/decs/usps/paper/seed0.json", "usps"),
+    ("decs", "usps", "results/decs/usps/benchmark_tensorflow_cpu.json", "usps"),
+    ("decs", "mnist", "results/decs/usps/benchmark_tensorflow_cpu.json", "usps"),
     ("dekm", "usps", "results/dekm/usps/timing_quiet_paper_seed0.json", "usps"),
     ("dekm", "mnist", "results/dekm/mnist/quick/seed0.json", "mnist"),
     ("dcss", "usps", "results/dcss/usps/benchmark_tensorflow_cpu.json", "usps"),
@@ -59,7 +59,9 @@ def paper_budget(paper, dataset):
 
 
 def rates(paper, run):
-    """Seconds per unit of each stage, from one result file (or a benchmarks/dcss_speed.py file)."""
+    """Seconds per unit of each stage, from one result file (or a benchmarks/dcss_speed.py / decs_speed.py file)."""
+    if "pretrain_s_per_epoch" in run:  # decs_speed.py: medians already taken, the first epoch / chunk excluded
+        return {"ae_epoch": run["pretrain_s_per_epoch"], "iteration": run["cluster_s_per_iter"]}
     if "seconds_per_epoch" in run:  # dcss_speed.py: per-epoch medians already taken, the first epoch excluded
         s = run["seconds_per_epoch"]
         return {"ae_epoch": s["pretrain"], "phase1_epoch": s["phase1"], "phase2_epoch": s["phase2"]}

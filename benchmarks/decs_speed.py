@@ -8,6 +8,7 @@ machine's conv rate (benchmarks/machine_rate.py) in the same run and prints the 
 """
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def main():
     ap.add_argument("--json", help="also write the numbers here")
     ap.add_argument("--no-rate", action="store_true", help="skip measuring this machine's conv rate")
     args = ap.parse_args()
+    load_start = os.getloadavg()
     rate = None if args.no_rate else machine_rate.measure()
     data = datasets.load(args.dataset)
     setup.seed_everything(0)
@@ -60,7 +62,9 @@ def main():
     flops = conv_flops_per_sample(model, data.x[:2])
     out = {"env": setup.environment(), "machine_rate": rate, "conv_flop_per_sample": flops, "dataset": args.dataset, "n": len(data), "batch_size": cfg.batch_size,
            "pretrain_s_per_epoch": per_epoch, "pretrain_samples_per_s": len(data) / per_epoch,
-           "cluster_s_per_iter": per_iter, "cluster_iters_per_s": 1 / per_iter, "total_s": total}
+           "cluster_s_per_iter": per_iter, "cluster_iters_per_s": 1 / per_iter, "total_s": total,
+           "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+           "command": "python benchmarks/decs_speed.py " + " ".join(sys.argv[1:])}
     print(setup.summary_line(out["env"]))
     print(f"{'phase':<12}{'per unit':>14}{'rate':>22}")
     print(f"{'pretrain':<12}{per_epoch:>12.2f} s{len(data) / per_epoch:>14.0f} samples/s   (per epoch, batch 256, augmented)")
