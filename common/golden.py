@@ -74,7 +74,8 @@ CASES = {
              ("phase1_optimizer=authors_sgd", {"phase1_optimizer": "authors_sgd"}, 16), ("mnet_layers=2", {"mnet_layers": 2}, 16)],
     "saip": [("default", {}, 28), ("variant=homo", {"variant": "homo"}, 28),
              ("target_gradient=True", {"target_gradient": True}, 28), ("kl_target=p1", {"kl_target": "p1"}, 28)],
-    "rdc": [("default", {}, 28), ("phases=P1", {"phases": "P1"}, 28), ("pixel_range=01", {"pixel_range": "01"}, 28)],
+    "rdc": [("default", {}, 28), ("phases=P1", {"phases": "P1"}, 28), ("pixel_range=01", {"pixel_range": "01"}, 28),
+            ("autoencoder=plain", {"autoencoder": "plain"}, 28)],
 }
 DATASET_NAME = {"decs": "usps", "dekm": "usps", "dcss": "usps", "saip": "mnist-test", "rdc": "fmnist"}
 

@@ -54,8 +54,9 @@ DEPARTURES = [
      "the code and ACAI update both networks every iteration",
      "paper (`acai_schedule=alternate`), a new shuffled batch every iteration; `--set acai_schedule=simultaneous`: "
      "both networks step on every batch from the same phi and the same pre-step weights, with one Adam over both "
-     "parameter sets (two Adams with one step counter). The plain autoencoder at as many autoencoder steps as the "
-     "alternating schedule: `--set autoencoder=plain --set pretrain_iters=T1/2`"),
+     "parameter sets (two Adams with one step counter). The plain autoencoder (Table 3's baselines) takes as many "
+     "autoencoder steps as ACAI's phase 1 under the schedule (T1/2 when alternating; `--set plain_steps=iterations`: "
+     "T1)"),
     ("phase 1: the critic", "trained (Algorithm 1)", "the authors' file most likely freezes it",
      "paper: trained; the frozen critic is not reproduced (no option)"),
     ("pixel range", "silent", "the authors' loader: [0, 1] pixels",
@@ -108,7 +109,8 @@ DEPARTURES = [
      "after 20,000 iterations (DEC-keras defaults); labels = argmax q; `--set dec_learning_rate=...`, "
      "`dec_momentum`, `dec_update_interval`, `dec_tol`, `dec_max_iters`"),
     ("Table 3: AE+K-means and DEC baselines", "the same network trained on reconstruction", "-",
-     "`--set autoencoder=plain`: reconstruction only (mean squared error of the augmented input), T1 Adam steps; "
+     "`--set autoencoder=plain`: reconstruction only (mean squared error of the augmented input), as many Adam steps "
+     "as ACAI's autoencoder takes in phase 1 (T1/2 when alternating; `--set plain_steps=iterations`: T1); "
      "AE + K-means with `phases=P1`, DEC with `phases=P1P3`"),
     ("§4.1.1: \"row normalization\"", "not defined", "the authors' loader: pixel / 255 only",
      "`input_norm=unit` = pixel / 255 (the data as loaded; augmentation needs image intensities); `--set "
@@ -799,6 +801,7 @@ class Config:
     pixel_range: str = "pm1"        # pm1 (ACAI's [-1, 1], 2 x - 1, every phase; label-free) | 01 (authors' loader)
     pretrain_iters: int = 10000     # T1 (§4.1.3); alternate: T1/2 autoencoder + T1/2 critic steps
     acai_schedule: str = "alternate"  # Algorithm 1 (alternate) | simultaneous (ACAI, the code)
+    plain_steps: str = "acai"       # autoencoder=plain: as many AE steps as ACAI's phase 1 (acai) | T1 (iterations)
     lambda_t: float = 0.5           # not given: ACAI's default, DynAE's driver
     phi_max: float = 1.0            # §3.1: phi in [0, 1] (ACAI: 0.5)
     eta_max: float = 1.0            # §3.1: eta in [0, 1] (code: 0.5)
@@ -826,7 +829,7 @@ class Config:
 
     def __post_init__(self):
         choices = {"phases": PHASES, "autoencoder": ("acai", "plain"), "input_norm": ("unit", "l2"),
-                   "pixel_range": ("01", "pm1"),
+                   "pixel_range": ("01", "pm1"), "plain_steps": ("acai", "iterations"),
                    "acai_schedule": ("alternate", "simultaneous"), "stop_rule": ("no_increase", "unchanged", "none"),
                    "loss_form": ("sum", "code")}
         for key, allowed in choices.items():
@@ -863,6 +866,15 @@ class Config:
         self.beta = float(b if self.beta is None else self.beta)
         return self
 
+    @property
+    def phase1_iters(self):
+        """Phase-1 iterations: T1 for ACAI; for the plain autoencoder (Table 3's AE + K-means and DEC) as many
+        autoencoder steps as ACAI's phase 1 takes under ``acai_schedule`` (T1/2 when alternating; issue 25), or T1
+        with ``plain_steps='iterations'``."""
+        if self.autoencoder == "plain" and self.plain_steps == "acai" and self.acai_schedule == "alternate":
+            return self.pretrain_iters // 2
+        return self.pretrain_iters
+
     def data_part(self):
         return {k: getattr(self, k) for k in ("input_norm", "noise_sigma", "pixel_range")}
 
@@ -872,7 +884,8 @@ class Config:
         keys = ("autoencoder", "embedding_dim", "batch_size", "learning_rate", "augment", "pretrain_iters")
         if self.autoencoder == "acai":
             keys += ("acai_schedule", "lambda_t", "phi_max", "eta_max", "phi_fold", "eta_fold")
-        return {**self.data_part(), **{k: getattr(self, k) for k in keys}}
+        part = {**self.data_part(), **{k: getattr(self, k) for k in keys}}
+        return part if self.autoencoder == "acai" else {**part, "phase1_iters": self.phase1_iters}
 
     def phase2_part(self):
         return {**self.phase1_part(), **{k: getattr(self, k) for k in (
@@ -939,7 +952,7 @@ class _Phase1Chunks(keras.callbacks.Callback):
         self._first, self._t = epoch * self.chunk, time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._first + batch + 1 >= self.owner.cfg.pretrain_iters:
+        if self._first + batch + 1 >= self.owner.cfg.phase1_iters:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -1016,7 +1029,7 @@ class RDC(DeepClusterer):
         self.z_p1 = self.embed(x)
         self.history["phase1"]["health"] = self._phase1_health(self.z_p1)
         self.centers, self.kmeans_labels = _kmeans(self.z_p1, self.n_clusters, cfg.kmeans_n_init, self.seed)  # P1
-        self.history["kmeans_start_step"] = int(cfg.pretrain_iters)  # figures: where the P1 k-means happened
+        self.history["kmeans_start_step"] = int(cfg.phase1_iters)  # figures: where the P1 k-means happened
         self.labels, self.extra_labels, self.core_mask_final = self.kmeans_labels, {}, None
         if "P2" in cfg.phases:
             self._phase2()                                                                      # lines 11-26
@@ -1057,17 +1070,17 @@ class RDC(DeepClusterer):
         net.optimizer.build(net.trainable_variables)
         self.phase1_net = net  # (inspection: net.optimizer.adams count each role's updates)
         chunk = cfg.log_every
-        self.p1 = hist = {"chunks": [], "geometry": [], "eval": [], "roles": roles, "iterations": cfg.pretrain_iters}
+        self.p1 = hist = {"chunks": [], "geometry": [], "eval": [], "roles": roles, "iterations": cfg.phase1_iters}
         with _quiet_missing_gradients():
             fit = checkpoint.resumable_fit(
                 net, lambda e: _batches(x, cfg.batch_size, self.seed, 1, e * chunk), phase="phase1",
-                unit="iteration", epochs=-(-cfg.pretrain_iters // chunk), steps_per_epoch=chunk,
+                unit="iteration", epochs=-(-cfg.phase1_iters // chunk), steps_per_epoch=chunk,
                 checkpoint=self.checkpoint, callbacks=[_Phase1Chunks(self, chunk)], get_state=lambda: hist,
                 set_state=hist.update, verbose=self.verbose)
         hist["resumed_at"] = fit["resumes"]
         hist["seconds"] = float(sum(e["seconds"] for e in hist["chunks"]))
-        hist["iterations_per_second"] = cfg.pretrain_iters / hist["seconds"] if hist["seconds"] > 0 else None
-        per = {r: sum(1 for it in range(cfg.pretrain_iters) if roles[it % len(roles)] == r) for r in roles}
+        hist["iterations_per_second"] = cfg.phase1_iters / hist["seconds"] if hist["seconds"] > 0 else None
+        per = {r: sum(1 for it in range(cfg.phase1_iters) if roles[it % len(roles)] == r) for r in roles}
         hist["ae_steps"] = sum(n for r, n in per.items() if r != "critic")   # autoencoder updates
         hist["critic_steps"] = sum(n for r, n in per.items() if r in ("critic", "both"))
         if self.y is None:
@@ -1079,8 +1092,8 @@ class RDC(DeepClusterer):
         """After phase-1 chunk c: each role's chunk means (Keras's metric means over the chunk, weighted by batch
         size; None for a role without a step in it), the codes' geometry and the evaluation log, a printed line."""
         cfg, hist, roles = self.cfg, self.p1, self.p1["roles"]
-        chunk, n_chunks = cfg.log_every, -(-cfg.pretrain_iters // cfg.log_every)
-        first, stop = c * chunk, min((c + 1) * chunk, cfg.pretrain_iters)
+        chunk, n_chunks = cfg.log_every, -(-cfg.phase1_iters // cfg.log_every)
+        first, stop = c * chunk, min((c + 1) * chunk, cfg.phase1_iters)
         stepped = {roles[it % len(roles)] for it in range(first, min(stop, first + len(roles)))}
         entry = {"step": stop, "seconds": seconds, "iterations": stop - first}
         for role in roles:
@@ -1090,7 +1103,7 @@ class RDC(DeepClusterer):
         hist["geometry"].append(self._snapshot(self.embed(self.x), stop, (c + 1) % cfg.geometry_every == 0
                                                or c + 1 == n_chunks, hist["eval"]))
         shown = {k: v for k, v in entry.items() if k not in ("step", "seconds", "iterations") and v is not None}
-        self.log(f"[phase 1] {stop}/{cfg.pretrain_iters} iterations  {entry['seconds']:.0f} s  "
+        self.log(f"[phase 1] {stop}/{cfg.phase1_iters} iterations  {entry['seconds']:.0f} s  "
                  + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
 
     def _phase2(self):

@@ -594,8 +594,8 @@ def p1_alternate():
 
 
 def test_schedules_count_autoencoder_and_critic_updates(p1_alternate):
-    """alternate: T1/2 updates each; simultaneous: T1 of both; the plain baseline with T1/2 iterations has as
-    many autoencoder updates as the alternating ACAI."""
+    """alternate: T1/2 updates each; simultaneous: T1 of both; the plain baseline (Table 3) has as many
+    autoencoder updates as ACAI's phase 1 under the same schedule (T1 with plain_steps=iterations)."""
     count = lambda m: {r: int(_np(a.iterations)) for r, a in m.phase1_net.optimizer.adams.items()}  # noqa: E731
     assert count(p1_alternate) == {"critic": 2, "ae": 2}
     h = p1_alternate.history["phase1"]
@@ -603,9 +603,22 @@ def test_schedules_count_autoencoder_and_critic_updates(p1_alternate):
     sim = _p1_fit(acai_schedule="simultaneous")
     assert count(sim) == {"both": 4}
     assert (sim.history["phase1"]["ae_steps"], sim.history["phase1"]["critic_steps"]) == (4, 4)
-    plain = _p1_fit(autoencoder="plain", pretrain_iters=2)
+    plain = _p1_fit(autoencoder="plain")   # T1 = 4, alternating: ACAI's autoencoder steps 2 times
     assert count(plain) == {"plain": 2} == {"plain": count(p1_alternate)["ae"]}
     assert plain.history["phase1"]["ae_steps"] == 2 and "critic_phi" not in plain.history["phase1"]["health"]
+    assert plain.history["kmeans_start_step"] == 2
+    assert count(_p1_fit(autoencoder="plain", plain_steps="iterations")) == {"plain": 4}
+    assert count(_p1_fit(autoencoder="plain", acai_schedule="simultaneous")) == {"plain": 4}
+
+
+def test_plain_steps_is_in_the_plain_phase1_cache_key_only():
+    """The plain baseline's phase-1 cache tells its step counts apart; ACAI's key does not change with it."""
+    part = lambda **kw: rdc.Config(**kw).phase1_part()  # noqa: E731
+    assert part(autoencoder="plain") != part(autoencoder="plain", plain_steps="iterations")
+    assert part(autoencoder="plain", pretrain_iters=6000)["phase1_iters"] == 3000
+    assert part() == part(plain_steps="iterations") and "phase1_iters" not in part()
+    with pytest.raises(ValueError, match="plain_steps"):
+        rdc.Config(plain_steps="half")
 
 
 def test_log_interval_does_not_change_phase1(p1_alternate):
