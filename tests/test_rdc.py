@@ -675,14 +675,14 @@ def _phase1_by_steps(m):
         net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
     stream, steps = rdc.batch_indices(len(x), cfg.batch_size, m.seed, 1), []
     with rdc._quiet_missing_gradients():
-        for it in range(cfg.pretrain_iters):
+        for it in range(cfg.phase1_iters):
             idx, role = next(stream), roles[it % len(roles)]
             logs = nets[role].train_on_batch(x[idx], return_dict=True)
             steps.append((role, len(idx), {k: float(v) for k, v in logs.items()}))
     return enc, dec, critic, steps
 
 
-@pytest.mark.parametrize("kw", [{}, {"acai_schedule": "simultaneous"}, {"autoencoder": "plain"},
+@pytest.mark.parametrize("kw", [{}, {"acai_schedule": "simultaneous"}, {"autoencoder": "plain", "plain_steps": "iterations"},
                                 {"phi_fold": True, "eta_fold": True, "lambda_t": 0.125, "pixel_range": "01"}])
 def test_phase1_fit_is_the_train_on_batch_loop_within_tolerance(kw):
     """Phase 1 through resumable_fit (one model, two Adams) against the former loop of train_on_batch over one
