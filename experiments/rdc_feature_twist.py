@@ -52,8 +52,9 @@ def feature_twist_experiment(pre_epochs=200, fine_epochs=100, snapshot_every=25,
     {"epochs": [...], "z": [codes per snapshot], "scores": [latent_scores per snapshot]}."""
     x, y = four_arcs(n_per, seed=seed)
     per_pass = -(-len(x) // 64)
-    base = dict(autoencoder="plain", embedding_dim=2, batch_size=64, pretrain_iters=pre_epochs * per_pass,
-                log_every=pre_epochs * per_pass, augment=False, stop_rule="none", alpha=0.6)
+    base = dict(autoencoder="plain", plain_steps="iterations", embedding_dim=2, batch_size=64,  # pre_epochs passes
+                pretrain_iters=pre_epochs * per_pass, log_every=pre_epochs * per_pass, augment=False,
+                stop_rule="none", alpha=0.6)
     def fit(folder, **kw):
         model = RDC(4, Config(**{**base, **kw}), seed=seed, cache_dir=folder, verbose=verbose, hidden=(64,))
         model.snapshots = []
@@ -67,7 +68,7 @@ def feature_twist_experiment(pre_epochs=200, fine_epochs=100, snapshot_every=25,
         runs = {"DEC": fit(folder, phases="P1P3", beta=beta, dec_max_iters=fine_epochs * per_pass,
                            dec_update_interval=per_pass, dec_tol=0.0),
                 "R-DC": fit(folder, phases="P1P2", beta=beta, max_iters=fine_epochs * per_pass, refresh_every=per_pass)}
-    out = {"x": x, "y": y, "beta": beta, "per_pass": per_pass}
+    out = {"x": x, "y": y, "beta": beta, "per_pass": per_pass, "pre_steps": pre.history["phase1"]["ae_steps"]}
     for name, model in runs.items():
         phase = "phase3" if name == "DEC" else "phase2"
         snaps = [(0, model.z_p1)] + [(s["step"] // per_pass, s["z"]) for s in model.snapshots

@@ -813,6 +813,14 @@ def test_feature_twist_scores_by_hand():
     assert not np.array_equal(twist.four_arcs(n_per=50, seed=4)[0], x)
 
 
+def test_feature_twist_pretrains_for_its_epochs():
+    """Figs. 2/16 pre-train the plain autoencoder for pre_epochs passes over the data (not ACAI's half)."""
+    from experiments import rdc_feature_twist as twist
+
+    out = twist.feature_twist_experiment(pre_epochs=2, fine_epochs=1, snapshot_every=1, n_per=16)
+    assert out["per_pass"] == 1 and out["pre_steps"] == 2
+
+
 def test_cache_names_keep_the_key_of_the_queue_caches(tmp_path):
     """The phase caches (common.estimator.cache_path) are named as R-DC named them before the shared skeleton:
     rdc_<phase>_seed<k>_<hash of the settings, data fingerprint, seed, hidden sizes, numerics version>, so caches
