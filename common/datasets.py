@@ -229,6 +229,11 @@ def _tfds_default_dir():
     return Path(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
 
 
+def _tfds_dirs():
+    """Where a prepared TFDS copy is looked for: <search dir>/tensorflow_datasets/, then TFDS's own data dir."""
+    return [d / "tensorflow_datasets" for d in search_dirs()] + [_tfds_default_dir()]
+
+
 def _tfds_load(name, split, data_dir, download):
     """All examples of one split as NumPy arrays, and the builder's info (a seam for tests)."""
     import tensorflow_datasets as tfds
@@ -243,8 +248,7 @@ def _tfds_load(name, split, data_dir, download):
 def _tfds(dataset, name, splits):
     """The splits of TFDS data set ``name``: a prepared copy under <search dir>/tensorflow_datasets/ or TFDS's own
     data dir, else downloaded and prepared into TFDS's data dir (once)."""
-    dirs = [d / "tensorflow_datasets" for d in search_dirs()] + [_tfds_default_dir()]
-    for d in dirs:
+    for d in _tfds_dirs():
         if (d / name).is_dir():
             try:
                 return [_tfds_load(name, s, d, False) for s in splits]
@@ -485,8 +489,7 @@ def needs_download(name):
         return _medmnist_find(name) is None
     if name in ("cifar10-test", "cifar100-aquatic"):
         tfds_name = name.split("-")[0]
-        dirs = [d / "tensorflow_datasets" for d in search_dirs()] + [_tfds_default_dir()]
-        return not any((d / tfds_name).is_dir() for d in dirs)
+        return not any((d / tfds_name).is_dir() for d in _tfds_dirs())
     if name == "reuters10k":
         sklearn_home = Path(os.environ.get("SCIKIT_LEARN_DATA") or "~/scikit_learn_data").expanduser()
         return (find("reuters10k/reutersidf10k.npy", "reuters10k/reuters10k.npz") is None
