@@ -1,0 +1,93 @@
+"""Transposed convolutions: TensorFlow's kernel against a sub-pixel formulation, forward + backward (issue 21).
+
+    python benchmarks/convt_variants.py [--repeats 30] [--json FILE]
+
+A stride-2 transposed convolution (Keras Conv2DTranspose; TensorFlow runs it as conv2d_backprop_input) can be
+computed exactly as a stride-1 convolution on the input grid with 4 x Cout output channels (one per output phase,
+kernel taps of the other phases zero), then depth_to_space. Only the speed of that formulation is timed here (a
+random kernel of its shape; the tap mapping does not change the cost): if it is not faster on the decoders' own
+shapes (DEKM's and DECS's USPS decoders, batch 256), it is not worth building. Median of ``--repeats`` per layer, the
+gradient of a sum of squares with respect to input and kernel. Run it with the machine to itself.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+# (batch, input side, Cin, Cout, kernel): the stride-2 transposed convolutions of the USPS decoders
+DECODERS = {"dekm": [(256, 2, 128, 64, 3), (256, 4, 64, 32, 5), (256, 8, 32, 1, 5)],
+            "decs": [(256, 2, 256, 128, 3), (256, 4, 128, 64, 3), (256, 8, 64, 32, 3)]}
+
+
+def _median_ms(fn, args, repeats):
+    for _ in range(3):
+        fn(*args)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        [g.numpy() for g in fn(*args)]
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def time_layer(n, h, cin, cout, k, repeats):
+    """(ms of tf.nn.conv2d_transpose, ms of the sub-pixel formulation), forward + backward."""
+    import tensorflow as tf
+
+    taps = (k + 1) // 2 if k % 2 else k // 2 + 1     # taps per phase and axis: 3 for k=5, 2 for k=3
+    x = tf.random.normal((n, h, h, cin))
+    w = tf.random.normal((k, k, cout, cin)) * 0.05
+    w_sub = tf.random.normal((taps, taps, cin, 4 * cout)) * 0.05
+
+    @tf.function
+    def convt(x, w):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = tf.nn.conv2d_transpose(x, w, (n, 2 * h, 2 * h, cout), 2, "SAME")
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, [x, w])
+
+    @tf.function
+    def subpixel(x, w_sub):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w_sub])
+            y = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), w_sub, 1, "VALID")
+            y = tf.nn.depth_to_space(y[:, :h, :h], 2)
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, [x, w_sub])
+
+    return _median_ms(convt, (x, w), repeats), _median_ms(subpixel, (x, w_sub), repeats)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    from common import setup
+
+    out = {"command": "python benchmarks/convt_variants.py " + " ".join(sys.argv[1:]),
+           "environment": setup.environment(), "layers": []}
+    for net, shapes in DECODERS.items():
+        total = [0.0, 0.0]
+        for n, h, cin, cout, k in shapes:
+            a, b = time_layer(n, h, cin, cout, k, args.repeats)
+            total[0], total[1] = total[0] + a, total[1] + b
+            out["layers"].append({"net": net, "shape": [n, h, cin, cout, k], "convt_ms": a, "subpixel_ms": b})
+            print(f"{net} {h}x{h}x{cin} -> {2 * h}x{2 * h}x{cout}, {k}x{k}: conv2d_transpose {a:.2f} ms, "
+                  f"sub-pixel {b:.2f} ms ({a / b:.2f}x)", flush=True)
+        print(f"{net} decoder: conv2d_transpose {total[0]:.1f} ms, sub-pixel {total[1]:.1f} ms "
+              f"({total[0] / total[1]:.2f}x)", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
