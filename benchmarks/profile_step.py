@@ -95,7 +95,7 @@ def layer_inputs(model, x):
     import keras
 
     layers_ = [layer for group in layer_groups(model).values() for layer in group]  # single-input layers only
-    probe = keras.Model(model.input, [layer.output for layer in layers_])
+    probe = keras.Model(model.input, [layer.input for layer in layers_])
     return dict(zip(layers_, [keras.ops.convert_to_tensor(a) for a in probe(x, training=False)]))
 
 
