@@ -117,7 +117,8 @@ def estimate(paper, dataset, source, measured_on):
             "stages_hours": {k: v / 3600 for k, v in stages.items()},
             "observed_hours": {k: v / 3600 for k, v in observed.items()}, "rates_seconds": r,
             "measured_in": source, "measured_on": measured_on, "scaled": measured_on != dataset,
-            "source_load_average": load, "budget": {k: cfg[k] for k in cfg if k.endswith(("epochs", "iters"))}}
+            "source_load_average": load, "source_conv_rate": (run.get("machine_rate") or {}).get("conv_decs_usps_gflops"),
+            "budget": {k: cfg[k] for k in cfg if k.endswith(("epochs", "iters"))}}
 
 
 def table(rows):
@@ -129,6 +130,8 @@ def table(rows):
             stages += " (" + ", ".join(f"{k} {v:.1f}" for k, v in e["observed_hours"].items()) + ")"
         load = e["source_load_average"]
         note = "load unknown" if load is None else f"load {load['start'][0]:.1f}"
+        if e.get("source_conv_rate"):   # a benchmark: run alone, with this machine's conv rate measured beside it
+            note = f"benchmark at a conv rate of {e['source_conv_rate']:.0f} GFLOP/s"
         src = f"`{e['measured_in']}` ({note}{', scaled from ' + e['measured_on'] if e['scaled'] else ''})"
         bound = "≤ " if e["paper"] in ("dekm", "saip", "rdc") else ""
         out.append(f"| {e['paper']} | {e['dataset']} | {bound}{e['hours']:.1f} | {stages} | {src} |")

@@ -466,6 +466,9 @@ def test_estimates_block_reads_the_estimates_file(tmp_path):
     (tmp_path / "cpu_estimates.json").write_text(json.dumps({"estimates": [e]}))
     assert report.estimates_block(tmp_path)[2] == ("| decs | usps | 1.4 | pretrain 1.2, clustering 0.2 | "
                                                    "`results/x.json` (load unknown) |")
+    e["source_conv_rate"] = 314.4   # a benchmark records the conv rate it was measured at: shown, not the load
+    (tmp_path / "cpu_estimates.json").write_text(json.dumps({"estimates": [e]}))
+    assert report.estimates_block(tmp_path)[2].endswith("(benchmark at a conv rate of 314 GFLOP/s) |")
 
 
 # --- the committed README and docs/ --------------------------------------------------------------------------------
