@@ -19,22 +19,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from profile_step import _median_ms  # noqa: E402
 
 # (batch, input side, Cin, Cout, kernel): the stride-2 transposed convolutions of the USPS decoders
 DECODERS = {"dekm": [(256, 2, 128, 64, 3), (256, 4, 64, 32, 5), (256, 8, 32, 1, 5)],
             "decs": [(256, 2, 256, 128, 3), (256, 4, 128, 64, 3), (256, 8, 64, 32, 3)]}
-
-
-def _median_ms(fn, args, repeats):
-    for _ in range(3):
-        fn(*args)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        [g.numpy() for g in fn(*args)]
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
 
 
 def time_layer(n, h, cin, cout, k, repeats):
@@ -63,7 +54,8 @@ def time_layer(n, h, cin, cout, k, repeats):
             loss = tf.reduce_sum(y * y)
         return tape.gradient(loss, [x, w_sub])
 
-    return _median_ms(convt, (x, w), repeats), _median_ms(subpixel, (x, w_sub), repeats)
+    return (_median_ms(lambda: [g.numpy() for g in convt(x, w)], repeats),
+            _median_ms(lambda: [g.numpy() for g in subpixel(x, w_sub)], repeats))
 
 
 def main():

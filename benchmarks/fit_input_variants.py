@@ -17,9 +17,9 @@ data = datasets.load("usps"); x = data.x.astype("float32")
 enc, dec, aug, lr, batch = ps.pretraining_setup(net, x.shape[1:], data.n_clusters)
 tr = training.AutoencoderTrainer(enc, dec, aug); tr(x[:1]); tr.compile(optimizer=keras.optimizers.Adam(lr))
 spe = -(-len(x) // batch)
-def epoch_array(e):
-    order = np.random.default_rng([0, e]).permutation(len(x))
-    return np.concatenate([x[np.sort(order[s:s + batch])] for s in range(0, len(x), batch)])
+def epoch_array(e):   # epoch e's batches of training.shuffled_batches, back to back
+    g = training.shuffled_batches(x, batch, 0, e)
+    return np.concatenate([next(g)[0] for _ in range(spe)])
 def gen_fit(e):
     tr.fit(training.shuffled_batches(x, batch, 0, e), steps_per_epoch=spe, epochs=1, verbose=0, shuffle=False)
 def tfdata_fit(e):
