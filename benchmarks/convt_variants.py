@@ -13,13 +13,10 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from profile_step import _median_ms  # noqa: E402
 
