@@ -34,3 +34,16 @@ def test_mlp_autoencoder_flops_per_sample_by_hand():
     mults = 2 * (784 * 500 + 500 * 500 + 500 * 2000 + 2000 * 10)
     x = np.zeros((4, 784), "float32")
     assert pretrain_speed.flops_per_sample(encoder, decoder, x) == 3 * 2 * mults == 19_944_000
+
+
+def test_dekm_conv_autoencoder_flops_on_28px_valid_padding():
+    """28x28 (MNIST): the third conv and first ConvT use 'valid' padding (7 -> 3 -> 7), so a count on the wrong grid
+    (e.g. 'same' outputs of 4x4) gives another number."""
+    from papers import dekm
+
+    encoder, decoder = dekm.build_conv_autoencoder((28, 28, 1))
+    convs = (14 * 14 * 25 * 1 * 32 + 7 * 7 * 25 * 32 * 64 + 3 * 3 * 9 * 64 * 128      # encoder, outputs 14, 7, 3
+             + 3 * 3 * 9 * 128 * 64 + 7 * 7 * 25 * 64 * 32 + 14 * 14 * 25 * 32 * 1)  # decoder, inputs 3, 7, 14
+    dense = 1152 * 10 + 10 * 1152
+    x = np.zeros((4, 28, 28, 1), "float32")
+    assert pretrain_speed.flops_per_sample(encoder, decoder, x) == 3 * 2 * (convs + dense) == 40_088_064
