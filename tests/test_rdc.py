@@ -688,12 +688,19 @@ def test_phase1_fit_is_the_train_on_batch_loop_within_tolerance(kw):
     """Phase 1 through resumable_fit (one model, two Adams) against the former loop of train_on_batch over one
     model per role: the same weights and, per chunk and role, the batch-size-weighted mean of the step logs, to
     float rounding (fit traces the step with an unknown batch size). 7 iterations in chunks of 3 (the last one a
-    single step, the second starting with the autoencoder), batches of 40, 40, 16."""
+    single step, the second starting with the autoencoder), batches of 40, 40, 16.
+
+    Tolerance in units of Adam's learning rate: Adam divides each gradient entry by its own scale, so where an entry
+    is near eps (1e-7, e.g. a hidden unit active on one sample) a rounding-level change of the gradient moves that
+    weight by a fraction of lr. Another CPU's CI run saw 0.033 lr on 10 % of one tensor (here: 1.5e-5 lr). Wrong
+    loops move most weights by about lr: a swapped role order, one Adam shared by both roles, lr × 1.1 or one step
+    dropped gave a largest difference of 1.0–6.5 lr and a per-tensor median up to 0.4–1.0 lr."""
     m = _p1_fit(pretrain_iters=7, log_every=3, batch_size=40, **kw)
     enc, dec, critic, steps = _phase1_by_steps(m)
+    lr = m.cfg.learning_rate
     for u, v in zip(_weights(m.encoder, m.decoder, *[m.critic] * (critic is not None)),
                     _weights(enc, dec, *[critic] * (critic is not None))):
-        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+        assert np.abs(u - v).max() <= 0.25 * lr and np.median(np.abs(u - v)) <= 0.01 * lr
     chunks, roles = m.history["phase1"]["chunks"], m.history["phase1"]["roles"]
     assert [(e["step"], e["iterations"]) for e in chunks] == [(3, 3), (6, 3), (7, 1)]
     assert {r: int(_np(a.iterations)) for r, a in m.phase1_net.optimizer.adams.items()} == \
@@ -707,8 +714,8 @@ def test_phase1_fit_is_the_train_on_batch_loop_within_tolerance(kw):
                 continue
             for key in ("loss",) + rdc._ROLE_LOGS[role]:
                 mean = sum(n * logs[key] for n, logs in mine) / sum(n for n, _ in mine)
-                assert entry[key if key != "loss" else f"loss_{role}"] == pytest.approx(mean, rel=1e-5), (c, key)
-                told |= abs(mean - mine[-1][1][key]) > 1e-4 * abs(mean)  # a mean, not the last step
+                assert entry[key if key != "loss" else f"loss_{role}"] == pytest.approx(mean, rel=1e-3), (c, key)
+                told |= abs(mean - mine[-1][1][key]) > 1e-2 * abs(mean)  # a mean, not the last step (gaps 0.18-2.6)
     assert told
 
 
