@@ -126,6 +126,35 @@ def _hms(seconds):
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def fit_input(stream):
+    """A Python batch stream as ``fit``'s input. Under TensorFlow: the tf.data pipeline Keras builds from a generator
+    (``from_generator``, batch axis unknown, other axes merged over the first two batches: the same traced step, so the
+    same numbers), without its AUTOTUNE prefetch and on one private thread without autotuning. Keras's own pipeline ran
+    a 2-core CPU's step at half its rate in about half the epochs (DECS 139 vs 70-85 ms, DCSS 540 vs 270-380 ms;
+    ``train_on_batch`` and this pipeline never: benchmarks/SPEED.md). Other backends take the stream as it is."""
+    if keras.backend.backend() != "tensorflow":
+        return stream
+    import itertools
+
+    import tensorflow as tf
+
+    first = list(itertools.islice(stream, 2))
+    if not first:
+        raise ValueError("the batch stream is empty")
+
+    def spec(*leaves):
+        dims = [d[0] if len(set(d)) == 1 else None for d in zip(*(np.shape(a) for a in leaves))]
+        return tf.TensorSpec([None] + dims[1:], tf.as_dtype(np.asarray(leaves[0]).dtype))
+
+    signature = keras.tree.map_structure(spec, *first)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    return tf.data.Dataset.from_generator(lambda: itertools.chain(first, stream),
+                                          output_signature=signature).with_options(options)
+
+
 def resumable_fit(model, batches, *, phase, epochs, steps_per_epoch, checkpoint=None, callbacks=(),
                   get_state=None, set_state=None, every_seconds=None, verbose=1, unit="epoch", units_per_epoch=None):
     """``model.fit`` (compiled) over ``epochs`` epochs of ``steps_per_epoch`` steps, resumed from ``checkpoint``.
@@ -153,7 +182,7 @@ def resumable_fit(model, batches, *, phase, epochs, steps_per_epoch, checkpoint=
     every = SAVE_EVERY_SECONDS if every_seconds is None else every_seconds
     saver = _Saver(checkpoint, phase, epochs, get_state, state, every, verbose, unit, per_epoch)
     if start < epochs and not state.get("stopped_early"):
-        model.fit(batches(start), steps_per_epoch=steps_per_epoch, initial_epoch=start, epochs=epochs,
+        model.fit(fit_input(batches(start)), steps_per_epoch=steps_per_epoch, initial_epoch=start, epochs=epochs,
                   shuffle=False, verbose=0, callbacks=list(callbacks) + [saver])
     return {"logs": saver.logs, "epoch_seconds": saver.durations, "resumes": saver.resumes,
             "stopped_early": bool(state.get("stopped_early") or model.stop_training)}
