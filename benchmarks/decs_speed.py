@@ -39,6 +39,15 @@ def conv_flops_per_sample(model, x):
     return out
 
 
+def achieved(flops, n, batch_size, per_epoch, per_iter, conv_rate):
+    """GFLOP/s and share of ``conv_rate`` (GFLOP/s): pre-training moves all ``n`` samples through the autoencoder
+    once per epoch; a clustering iteration moves one batch through the encoder."""
+    pre = flops["autoencoder"] * n / per_epoch / 1e9
+    clu = flops["encoder"] * batch_size / per_iter / 1e9
+    return {"pretrain_gflops": pre, "cluster_gflops": clu, "pretrain_share": pre / conv_rate,
+            "cluster_share": clu / conv_rate}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="usps")
@@ -71,9 +80,8 @@ def main():
     print(f"{'clustering':<12}{per_iter * 1000:>11.1f} ms{1 / per_iter:>14.1f} iters/s     (batch 256, augmented, Otsu per batch)")
     if rate is not None:
         conv = rate["conv_decs_usps_gflops"]
-        pre = flops["autoencoder"] * len(data) / per_epoch / 1e9
-        clu = flops["encoder"] * cfg.batch_size / per_iter / 1e9
-        out.update({"pretrain_gflops": pre, "cluster_gflops": clu, "pretrain_share": pre / conv, "cluster_share": clu / conv})
+        out.update(achieved(flops, len(data), cfg.batch_size, per_epoch, per_iter, conv))
+        pre, clu = out["pretrain_gflops"], out["cluster_gflops"]
         print(f"conv rate of this machine {conv:.0f} GFLOP/s: pre-training achieves {pre:.0f} GFLOP/s "
               f"({100 * pre / conv:.0f} %), clustering {clu:.0f} GFLOP/s ({100 * clu / conv:.0f} %)")
     if args.json:
