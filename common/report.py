@@ -2,6 +2,7 @@
 
     python -m common.report            # rewrite the generated blocks of README.md and docs/*.md
     python -m common.report --check    # exit 1 (and name the pages) when a generated block is out of date
+    python -m common.report --check-data  # exit 1 when a result file's data fingerprint differs from today's loaders
 
 Generated blocks sit between ``<!-- name:start -->`` and ``<!-- name:end -->``; PAGES says which page holds which
 (BLOCKS makes them). README.md: the status of each paper x data set at the paper profile (``status_rows``: ours vs
@@ -736,11 +737,187 @@ def update_all(root=ROOT):
     return [rel for rel, names in PAGES.items() if update_readme(Path(root) / rel, names)]
 
 
+# --- python -m common.report --check-data: the recorded data fingerprints against today's loaders -----------------
+DATA_RTOL = 1e-9  # relative tolerance on the float64 sums x_sum, x_sq
+_IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz")
+# The files common.datasets reads for each file-based data set (any one tuple suffices); others: needs_download.
+DATA_FILES = {"usps": [("usps/usps_train.jf.gz", "usps/usps_test.jf.gz"), ("usps/usps.h5",),
+                       ("usps/usps.bz2", "usps/usps.t.bz2")],
+              "mnist": [tuple(f"mnist/{f}" for f in _IDX)], "mnist-test": [tuple(f"mnist/{f}" for f in _IDX[2:])],
+              "fmnist": [tuple(f"fashion-mnist/{f}" for f in _IDX)], "coil20": [("coil20/COIL20.mat",)]}
+DATA_FILES["2mnist"] = [DATA_FILES["mnist"][0] + DATA_FILES["fmnist"][0]]
+
+
+def _base_dataset(name):
+    """``name`` less an ``-imb<r>`` suffix (datasets.load's imbalanced subsets)."""
+    from common import datasets
+
+    base, sep, _ = str(name).rpartition("-imb")
+    return base if sep and base in datasets.LOADERS else name
+
+
+def data_available(name):
+    """Whether data set ``name``'s files are on this machine (datasets.find, datasets.needs_download); never downloads.
+    Data sets without an entry in DATA_FILES count as available (their loader says otherwise with a DataError)."""
+    from common import datasets
+
+    name = _base_dataset(name)
+    if name in datasets.DOWNLOAD_ONLY:
+        return not datasets.needs_download(name)
+    alternatives = DATA_FILES.get(name)
+    return alternatives is None or any(all(datasets.find(f) is not None for f in alt) for alt in alternatives)
+
+
+def data_recipe(rec):
+    """How the array behind a record's ``data`` fingerprint was made, as (kind, paper, dataset, subset_per_class):
+    kind 'run' (common.cli.run_one: datasets.load, then datasets.subset(.., seed=0) when the profile sets
+    subset_per_class, read through cli.make_config) or 'baselines' (common.baselines.write: the paper's ``prepare``,
+    flattened to float64). A str instead says why the array cannot be rebuilt (a --data file, an unknown recipe)."""
+    from common import cli, datasets
+
+    if rec.get("data_file"):
+        return f"made from a user's file (--data {rec['data_file']})"
+    paper, name = rec.get("paper"), rec.get("dataset")
+    if _base_dataset(name) not in datasets.LOADERS:
+        return f"unknown data set {name!r}"
+    try:
+        module = importlib.import_module(f"papers.{paper}")
+    except ImportError:
+        return f"unknown paper {paper!r}"
+    if "profile" not in rec:
+        if rec.get("input") == "pixels":  # common.baselines
+            return ("baselines", paper, name, None)
+        return "unknown recipe: neither a run of common.cli (no profile) nor a pixel baseline"
+    profile = rec["profile"]
+    if profile not in getattr(module, "PROFILES", {}):
+        return f"profile {profile!r} is not one of {paper}'s profiles today"
+    try:
+        _, subset = cli.make_config(module, profile, rec.get("overrides") or {})
+    except (TypeError, ValueError):  # an override no Config field takes today; the subset is the profile's alone
+        subset = module.PROFILES[profile].get("subset_per_class")
+    return ("run", paper, name, subset)
+
+
+def recipe_fingerprint(recipe, data):
+    """training.data_fingerprint of the array ``recipe`` (data_recipe) makes from the loaded Dataset ``data``."""
+    from common import datasets, training
+
+    kind, paper, _, subset = recipe
+    if kind == "baselines":
+        module = importlib.import_module(f"papers.{paper}")
+        x = module.prepare(data) if hasattr(module, "prepare") else data.x
+        x = np.asarray(x, np.float64).reshape(len(data), -1)
+    else:
+        x = datasets.subset(data, subset, seed=0).x if subset else data.x
+    return training.data_fingerprint(x)
+
+
+def fingerprint_mismatch(recorded, today, rtol=DATA_RTOL):
+    """What differs between a recorded and today's data fingerprint: the shape, x_sum or x_sq beyond a relative
+    ``rtol`` (a missing or non-finite value differs); '' when nothing does."""
+    out = []
+    if list(recorded.get("shape") or []) != list(today["shape"]):
+        out.append(f"shape {recorded.get('shape')} recorded, {today['shape']} today")
+    for key in ("x_sum", "x_sq"):
+        a, b = recorded.get(key), today[key]
+        if not (isinstance(a, (int, float)) and abs(a - b) <= rtol * max(abs(a), abs(b))):
+            out.append(f"{key} {a!r} recorded, {b!r} today")
+    return "; ".join(out)
+
+
+def check_data(runs, load=None):
+    """Today's data fingerprint of every (path, record) in ``runs`` that records one (``data``), by the recipe that
+    wrote it (data_recipe), against the recorded one and the recorded ``n_samples``. ``load`` (name -> Dataset):
+    default datasets.load, for data sets whose files are here (data_available); each data set is loaded once, and a
+    DataError skips its records. Returns {"checked": [path], "mismatch": [(path, reason)], "skipped": [(path,
+    reason)], "not_checked": [(path, reason)]}; mismatched records are also in "checked"."""
+    from common import datasets
+
+    out = {"checked": [], "mismatch": [], "skipped": [], "not_checked": []}
+    todo = []
+    for path, rec in runs:
+        if not isinstance(rec.get("data"), dict):
+            continue
+        recipe = data_recipe(rec)
+        if isinstance(recipe, str):
+            out["not_checked"].append((path, recipe))
+        else:
+            todo.append((recipe[2], str(path), path, rec, recipe))
+    loaded, prints = (None, None), {}  # one data set in memory at a time (records sorted by data set)
+    for name, _, path, rec, recipe in sorted(todo, key=lambda t: t[:2]):
+        if loaded[0] != name:
+            try:
+                if load is None and not data_available(name):
+                    raise datasets.DataError(f"{name}: files not here (common.datasets.find / needs_download)")
+                loaded = (name, (load or datasets.load)(name))
+            except datasets.DataError as e:
+                loaded = (name, e)
+        if isinstance(loaded[1], Exception):
+            out["skipped"].append((path, f"data not available: {loaded[1]}"))
+            continue
+        if recipe not in prints:
+            prints[recipe] = recipe_fingerprint(recipe, loaded[1])
+        today = prints[recipe]
+        reasons = [fingerprint_mismatch(rec["data"], today)]
+        if rec.get("n_samples") is not None and rec["n_samples"] != today["shape"][0]:
+            reasons.append(f"n_samples {rec['n_samples']} recorded, {today['shape'][0]} today")
+        if any(reasons):
+            how = (f"{recipe[1]}'s baseline pixels" if recipe[0] == "baselines" else
+                   f"{rec['profile']} profile: subset_per_class {recipe[3]}, seed 0" if recipe[3] else
+                   f"{rec['profile']} profile: all the data")
+            out["mismatch"].append((path, "; ".join(r for r in reasons if r) + f" ({name}, {how})"))
+        out["checked"].append(path)
+    return out
+
+
+def data_issues(runs, load=None):
+    """(path, reason) of every record in ``runs`` whose data fingerprint differs from today's (check_data)."""
+    return check_data(runs, load)["mismatch"]
+
+
+def result_records(out=ROOT / "results"):
+    """(path, record) of every JSON file under ``out`` that holds a dict, sorted by path."""
+    for p in sorted(Path(out).rglob("*.json")):
+        try:
+            rec = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict):
+            yield p, rec
+
+
+def data_check_main(out=ROOT / "results", load=None):
+    """``python -m common.report --check-data``: one 'error: <path>: ...' line per mismatch (stderr), the skipped and
+    unchecked files counted by reason, a summary line; returns 1 on any mismatch, else 0."""
+    import collections
+
+    records = list(result_records(out))
+    res = check_data(records, load)
+
+    def rel(p):
+        p = Path(p).resolve()
+        return p.relative_to(ROOT).as_posix() if p.is_relative_to(ROOT) else str(p)
+
+    for path, reason in sorted(res["mismatch"], key=lambda t: str(t[0])):
+        print(f"error: {rel(path)}: {reason}", file=sys.stderr)
+    for kind in ("skipped", "not_checked"):
+        for reason, n in sorted(collections.Counter(r for _, r in res[kind]).items()):
+            print(f"{kind.replace('_', ' ')}: {n} file{'s' if n > 1 else ''}: {reason}")
+    without = sum(1 for _, r in records if "seed" in r and not isinstance(r.get("data"), dict))
+    print(f"data fingerprints: {len(res['checked'])} checked ({len(res['mismatch'])} mismatched), "
+          f"{len(res['skipped'])} skipped (data not here), {len(res['not_checked'])} not checked; "
+          f"{without} files with a seed record no fingerprint")
+    return 1 if res["mismatch"] else 0
+
+
 if __name__ == "__main__":
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
+    if "--check-data" in sys.argv[1:]:
+        sys.exit(data_check_main())
     if "--check" in sys.argv[1:]:
         stale = stale_pages()
         if stale:
