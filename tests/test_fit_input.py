@@ -61,3 +61,26 @@ def test_fit_gives_the_numbers_of_kerass_generator_pipeline_bit_for_bit():
         np.testing.assert_array_equal(a, b)
     w_other, _ = _fit(lambda s: checkpoint.fit_input(iter(list(s)[::-1])))
     assert not all(np.array_equal(a, b) for a, b in zip(w_other, w_plain))
+
+
+def test_resumable_fit_feeds_fit_through_fit_input(monkeypatch):
+    """resumable_fit hands fit the stream through fit_input (a revert to the raw generator would bring back Keras's
+    pipeline and its half-rate epochs), and trains on every batch of it."""
+    seen = []
+    real = checkpoint.fit_input
+
+    def spy(stream):
+        fed = real(stream)
+        seen.append(fed)
+        return fed
+
+    monkeypatch.setattr(checkpoint, "fit_input", spy)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3, 2)), keras.layers.Flatten(), keras.layers.Dense(5)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    out = checkpoint.resumable_fit(model, lambda start: _stream([8] * 10, seed=start), phase="p", epochs=2,
+                                   steps_per_epoch=3, verbose=0)
+    assert len(seen) == 1 and len(out["logs"]) == 2
+    assert int(_np(model.optimizer.iterations)) == 6
+    if keras.backend.backend() == "tensorflow":
+        assert seen[0].options().threading.private_threadpool_size == 1
