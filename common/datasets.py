@@ -136,10 +136,15 @@ def parse_idx(data, rel="idx"):
     return body.reshape(shape)
 
 
+def idx_files(folder, splits):
+    """The IDX files (images, labels per split) an MNIST-format data set reads from ``folder``."""
+    return tuple(f"{folder}/{'train' if s == 'train' else 't10k'}-{kind}-idx{dim}-ubyte.gz"
+                 for s in splits for kind, dim in (("images", 3), ("labels", 1)))
+
+
 def _idx_pair(folder, split):
-    prefix = "train" if split == "train" else "t10k"
-    rels = [f"{folder}/{prefix}-images-idx3-ubyte.gz", f"{folder}/{prefix}-labels-idx1-ubyte.gz"]
-    if find(*rels[:1]) is None or find(*rels[1:]) is None:
+    rels = idx_files(folder, (split,))
+    if any(find(r) is None for r in rels):
         return None
     return tuple(parse_idx(fetch(r), r) for r in rels)
 
@@ -153,32 +158,35 @@ def _mnist_like(folder, keras_name, splits):
         try:
             (xtr, ytr), (xte, yte) = getattr(keras.datasets, keras_name).load_data()
         except Exception:
-            raise DataError(_missing_message([f"{folder}/{'train' if s == 'train' else 't10k'}-{k}-idx{d}-ubyte.gz"
-                                              for s in splits for k, d in (("images", 3), ("labels", 1))])) from None
+            raise DataError(_missing_message(list(idx_files(folder, splits)))) from None
         pairs = [(xtr, ytr) if s == "train" else (xte, yte) for s in splits]
     x = np.concatenate([p[0] for p in pairs])
     y = np.concatenate([p[1] for p in pairs])
     return x[..., None].astype(np.float32) / 255.0, y.astype(np.int64)
 
 
+USPS_JF, USPS_H5, USPS_LIBSVM = (("usps/usps_train.jf.gz", "usps/usps_test.jf.gz"), ("usps/usps.h5",),
+                                 ("usps/usps.bz2", "usps/usps.t.bz2"))
+
+
 def _usps():
     """USPS 9,298 = train + test. Accepts the .jf.gz text files, usps.h5 or LIBSVM usps(.t).bz2."""
-    if find("usps/usps.h5") is not None and find("usps/usps_train.jf.gz") is None:
+    if find(*USPS_H5) is not None and find(USPS_JF[0]) is None:
         import h5py
 
-        with h5py.File(find("usps/usps.h5"), "r") as f:
+        with h5py.File(find(*USPS_H5), "r") as f:
             x = np.concatenate([f["train/data"][:], f["test/data"][:]])
             y = np.concatenate([f["train/target"][:], f["test/target"][:]])
         return x.reshape(-1, 16, 16, 1).astype(np.float32), y.astype(np.int64)
-    if find("usps/usps.bz2") is not None and find("usps/usps_train.jf.gz") is None:
+    if find(USPS_LIBSVM[0]) is not None and find(USPS_JF[0]) is None:
         from sklearn.datasets import load_svmlight_file
 
-        parts = [load_svmlight_file(str(find(f"usps/{f}")), n_features=256) for f in ("usps.bz2", "usps.t.bz2")]
+        parts = [load_svmlight_file(str(find(rel)), n_features=256) for rel in USPS_LIBSVM]
         x = np.concatenate([p[0].toarray() for p in parts])
         y = np.concatenate([p[1] for p in parts]) - 1
         return ((x + 1) / 2).reshape(-1, 16, 16, 1).astype(np.float32), y.astype(np.int64)
     xs, ys = [], []
-    for rel in ("usps/usps_train.jf.gz", "usps/usps_test.jf.gz"):
+    for rel in USPS_JF:
         lines = fetch(rel).decode().strip().splitlines()[1:-1]  # header and footer lines
         try:
             rows = np.array([line.split() for line in lines], dtype=np.float64)
@@ -192,13 +200,16 @@ def _usps():
     return x, np.concatenate(ys).astype(np.int64)
 
 
+COIL20_MAT = "coil20/COIL20.mat"
+
+
 def _coil20():
     """COIL-20, 1,440 images 32x32 (rows of X are column-major, hence the transpose)."""
     import io
 
     from scipy.io import loadmat
 
-    rel = "coil20/COIL20.mat"
+    rel = COIL20_MAT
     try:
         mat = loadmat(io.BytesIO(fetch(rel)))
         x, y = np.asarray(mat["X"]), np.asarray(mat["Y"]).ravel()
@@ -499,6 +510,33 @@ def needs_download(name):
 
 
 DOWNLOAD_ONLY = ("cifar10-test", "cifar100-aquatic", "reuters10k") + tuple(MEDMNIST)  # not on the shared data folder
+
+# The files each file-based loader reads (search_dirs), as alternatives: any one tuple, all found, suffices.
+# MNIST also loads from Keras's own cache (mnist.npz, which keras.datasets reads before it downloads).
+_MNIST_NPZ = ("mnist.npz",)
+LOCAL_FILES = {"usps": (USPS_JF, USPS_H5, USPS_LIBSVM),
+               "mnist": (idx_files("mnist", ("train", "test")), _MNIST_NPZ),
+               "mnist-test": (idx_files("mnist", ("test",)), _MNIST_NPZ),
+               "fmnist": (idx_files("fashion-mnist", ("train", "test")),),
+               "coil20": ((COIL20_MAT,),)}
+LOCAL_FILES["2mnist"] = tuple(m + f for m in LOCAL_FILES["mnist"] for f in LOCAL_FILES["fmnist"])
+
+
+def base_name(name):
+    """``name`` less an ``-imb<r>`` suffix (load's imbalanced subsets)."""
+    base, sep, _ = str(name).rpartition("-imb")
+    return base if sep and base in LOADERS else name
+
+
+def available(name):
+    """Whether data set ``name`` (or ``<name>-imb<r>``) loads on this machine without a download: its files are in
+    search_dirs (LOCAL_FILES) or, for DOWNLOAD_ONLY sets, where their loader looks (needs_download). Names this module
+    does not know count as available (load says what is wrong with them)."""
+    name = base_name(name)
+    if name in DOWNLOAD_ONLY:
+        return not needs_download(name)
+    alternatives = LOCAL_FILES.get(name)
+    return alternatives is None or any(all(find(f) is not None for f in alt) for alt in alternatives)
 
 LOADERS = {
     "usps": _usps,

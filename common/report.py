@@ -739,34 +739,13 @@ def update_all(root=ROOT):
 
 # --- python -m common.report --check-data: the recorded data fingerprints against today's loaders -----------------
 DATA_RTOL = 1e-9  # relative tolerance on the float64 sums x_sum, x_sq
-_IDX = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz")
-# The files common.datasets reads for each file-based data set (any one tuple suffices); others: needs_download.
-DATA_FILES = {"usps": [("usps/usps_train.jf.gz", "usps/usps_test.jf.gz"), ("usps/usps.h5",),
-                       ("usps/usps.bz2", "usps/usps.t.bz2")],
-              "mnist": [tuple(f"mnist/{f}" for f in _IDX)], "mnist-test": [tuple(f"mnist/{f}" for f in _IDX[2:])],
-              "fmnist": [tuple(f"fashion-mnist/{f}" for f in _IDX)], "coil20": [("coil20/COIL20.mat",)]}
-DATA_FILES["2mnist"] = [DATA_FILES["mnist"][0] + DATA_FILES["fmnist"][0]]
-
-
-def _base_dataset(name):
-    """``name`` less an ``-imb<r>`` suffix (datasets.load's imbalanced subsets)."""
-    from common import datasets
-
-    base, sep, _ = str(name).rpartition("-imb")
-    return base if sep and base in datasets.LOADERS else name
 
 
 def data_available(name):
-    """Whether data set ``name``'s files are on this machine (datasets.find, datasets.needs_download); never downloads.
-    Data sets without an entry in DATA_FILES count as available (their loader says otherwise with a DataError)."""
+    """Whether data set ``name``'s files are on this machine (common.datasets.available); never downloads."""
     from common import datasets
 
-    name = _base_dataset(name)
-    if name in datasets.DOWNLOAD_ONLY:
-        return not datasets.needs_download(name)
-    alternatives = DATA_FILES.get(name)
-    return alternatives is None or any(all(datasets.find(f) is not None for f in alt) for alt in alternatives)
+    return datasets.available(name)
 
 
 def data_recipe(rec):
@@ -779,7 +758,7 @@ def data_recipe(rec):
     if rec.get("data_file"):
         return f"made from a user's file (--data {rec['data_file']})"
     paper, name = rec.get("paper"), rec.get("dataset")
-    if _base_dataset(name) not in datasets.LOADERS:
+    if datasets.base_name(name) not in datasets.LOADERS:
         return f"unknown data set {name!r}"
     try:
         module = importlib.import_module(f"papers.{paper}")

@@ -147,9 +147,7 @@ def test_command_line_prints_one_error_per_mismatch_and_exits_non_zero(tmp_path,
 
 
 # --- the committed results: each data set's records against today's loader (the ones that load in seconds) -------
-REAL = {"usps": ("usps/usps_train.jf.gz", "usps/usps_test.jf.gz"), "coil20": ("coil20/COIL20.mat",),
-        "mnist-test": ("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"),
-        "mnist": report.DATA_FILES["mnist"][0], "fmnist": report.DATA_FILES["fmnist"][0]}
+REAL = {name: datasets.LOCAL_FILES[name][0] for name in ("usps", "coil20", "mnist-test", "mnist", "fmnist")}
 
 
 @pytest.mark.parametrize("name", sorted(REAL))

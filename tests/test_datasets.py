@@ -267,3 +267,55 @@ def test_load_checks_images_and_feature_vectors(monkeypatch):
     for bad in ("img", "nan", "vec"):
         with pytest.raises(datasets.DataError):
             datasets.load(bad)
+
+
+# --- datasets.available: the files each loader reads (LOCAL_FILES), found without a download ----------------------
+FILE_SETS = ("usps", "mnist", "mnist-test", "fmnist", "coil20", "2mnist")
+
+
+def _touch(root, *rels):
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"")
+
+
+def test_available_needs_every_file_of_one_alternative(isolated):
+    assert not any(datasets.available(n) for n in FILE_SETS + ("usps-imb0.5",))
+    _touch(isolated, "usps/usps_train.jf.gz")
+    assert not datasets.available("usps")  # half of the .jf.gz pair
+    _touch(isolated, "usps/usps_test.jf.gz")
+    assert datasets.available("usps") and datasets.available("usps-imb0.5")
+    _touch(isolated, *datasets.idx_files("mnist", ("test",)))
+    assert datasets.available("mnist-test") and not datasets.available("mnist")  # mnist needs the train split too
+    _touch(isolated, "mnist.npz")  # Keras's own cache holds both splits
+    assert datasets.available("mnist") and not datasets.available("2mnist")
+    _touch(isolated, *datasets.idx_files("fashion-mnist", ("train", "test")))
+    assert datasets.available("fmnist") and datasets.available("2mnist")
+    assert not datasets.available("coil20")
+    assert datasets.available("no-such-set")  # load names the problem
+    for name in FILE_SETS:  # the main alternative names files whose content fetch verifies (no typo skips a check)
+        assert set(datasets.LOCAL_FILES[name][0]) <= set(datasets.CHECKSUMS), name
+
+
+@pytest.mark.parametrize("name", ["usps", "coil20", "mnist-test", "fmnist"])
+def test_local_files_are_what_the_loader_reads(name, isolated, monkeypatch):
+    """With only LOCAL_FILES[name]'s first alternative (the real files, linked), the loader loads; for the loaders
+    without a fallback, any one of them missing is a DataError. A loader moved to other files fails here."""
+    monkeypatch.undo()  # the real search directories, to find the real files
+    rels = datasets.LOCAL_FILES[name][0]
+    real = [datasets.find(r) for r in rels]
+    if any(p is None for p in real):
+        pytest.skip(f"{name} files not present")
+    monkeypatch.setattr(datasets, "search_dirs", lambda: [isolated])
+    monkeypatch.setattr(datasets, "_download", lambda rel: None)
+    for rel, path in zip(rels, real):
+        (isolated / rel).parent.mkdir(parents=True, exist_ok=True)
+        (isolated / rel).symlink_to(path)
+    assert datasets.available(name)
+    assert len(datasets.load(name)) > 0
+    if name in ("usps", "coil20"):  # the MNIST-format loaders fall back to keras.datasets (a download)
+        for rel in rels:
+            (isolated / rel).rename(isolated / (rel + ".away"))
+            with pytest.raises(datasets.DataError):
+                datasets.load(name)
+            (isolated / (rel + ".away")).rename(isolated / rel)
