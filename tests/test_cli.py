@@ -29,12 +29,24 @@ def run(*args, cache=None):
     (("decs", "usps", "--set", "variant=other"), "variant must be"),
     (("decs", "usps", "--set", "log_every=300", "--profile", "paper"), "must be a multiple of log_every"),
 ])
-def test_bad_input_one_line_nonzero(args, message, tmp_path):
-    p = run(*args, "--out", str(tmp_path))
+def test_bad_input_one_line_nonzero(args, message, tmp_path, capsys):
+    """In-process (the subprocess start-up, TensorFlow's import, costs ~7 s a case); the entry point: below."""
+    from common import cli
+
+    assert cli.main([*args, "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], err[-2000:]
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_bad_input_through_reproduce_sh(tmp_path):
+    """The same through ./reproduce.sh, for a check made after the paper's module (and TensorFlow) is loaded."""
+    p = run("decs", "usps", "--set", "variant=other", "--out", str(tmp_path))
     assert p.returncode != 0
     lines = [line for line in p.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and message in lines[0], p.stderr[-2000:]
-    assert not any(tmp_path.iterdir())  # nothing written
+    assert len(lines) == 1 and "variant must be" in lines[0], p.stderr[-2000:]
+    assert not any(tmp_path.iterdir())
 
 
 TF_NOISE = ("I0000", "absl", "oneDNN", "cudart_stub")
