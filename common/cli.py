@@ -112,7 +112,9 @@ class Sittings:
     alive; an interrupted sitting so lasts from its start to within a heartbeat of the interruption (work after the
     last checkpoint included: it was spent, and is redone in a later sitting). ``earlier``: the run's earlier sittings
     as ``[{"started", "seconds"}]``. (Here, not in common.checkpoint: it does not change what a run computes, so it
-    stays out of code_version.)"""
+    stays out of code_version.) Each sitting also records the CPU time of its process (``cpu_seconds``, all threads,
+    time.process_time): a process stopped (SIGSTOP) or starved by another job gains wall time but no CPU time, so
+    CPU / wall (2 on a busy 2-core run) shows a sitting that was paused or shared."""
 
     def __init__(self, folder, every=None):
         self.path = Path(folder) / "sittings.json"
@@ -126,11 +128,12 @@ class Sittings:
 
     def __enter__(self):
         old = json.loads(self.path.read_text()) if self.path.is_file() else []
-        self.earlier = [{"started": e["started"], "seconds": e.get("last_seen", e["start_unix"]) - e["start_unix"]}
-                        for e in old]
+        self.earlier = [{"started": e["started"], "seconds": e.get("last_seen", e["start_unix"]) - e["start_unix"],
+                         **({"cpu_seconds": e["cpu_seconds"]} if "cpu_seconds" in e else {})} for e in old]
         now = time.time()
+        self._cpu0 = time.process_time()
         self.entries = old + [{"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "start_unix": now,
-                               "last_seen": now}]
+                               "last_seen": now, "cpu_seconds": 0.0}]
         self._write()
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._thread.start()
@@ -138,7 +141,7 @@ class Sittings:
 
     def _beat(self):
         while not self._stop.wait(self.every):
-            self.entries[-1]["last_seen"] = time.time()
+            self.entries[-1].update(last_seen=time.time(), cpu_seconds=time.process_time() - self._cpu0)
             self._write()
 
     def __exit__(self, *exc):
@@ -171,12 +174,13 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1,
             shutil.rmtree(ckpt, ignore_errors=True)
         kwargs["checkpoint_dir"] = ckpt
         print(f"[{paper} {dataset} {profile} seed={seed}] checkpoints: {ckpt}", flush=True)
-    load_start, t0 = os.getloadavg(), time.perf_counter()
+    load_start, t0, c0 = os.getloadavg(), time.perf_counter(), time.process_time()
     with Sittings(ckpt) if ckpt is not None else contextlib.nullcontext() as sitting:
         out = module.run(data, config, seed, **kwargs)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     sittings = (sitting.earlier if sitting else []) + [
-        {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - wall)), "seconds": wall}]
+        {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - wall)), "seconds": wall,
+         "cpu_seconds": cpu}]
     scores = metrics.evaluate(data.y, out["labels"], k) if labelled else {}  # labels: evaluation only
     sizes = metrics.cluster_sizes(out["labels"], k).tolist()
     record = {
@@ -192,6 +196,9 @@ def run_one(module, paper, dataset, profile, seed, folder, overrides, verbose=1,
         "git": git, "environment": env, "wall_seconds": wall,
         # every sitting of a resumed run: earlier ones from their start to their last heartbeat (cli.Sittings)
         "sittings": sittings, "wall_seconds_all_sittings": sum(s["seconds"] for s in sittings),
+        # the process's CPU time, all threads (Sittings): CPU / wall well under the thread count = paused or shared
+        "cpu_seconds": cpu, **({"cpu_seconds_all_sittings": sum(s["cpu_seconds"] for s in sittings)}
+                               if all("cpu_seconds" in s for s in sittings) else {}),
         "load_average": {"start": list(load_start), "end": list(os.getloadavg())},  # > 2: the 2 cores were shared
         "history": out["history"], "command": "./reproduce.sh " + " ".join(sys.argv[1:]),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -514,11 +514,11 @@ def budgets_block():
 
 
 def load_note(run):
-    """'load a → b' (1-minute load average at start and end) or 'load not recorded' (``shared_cpu`` reads it)."""
-    la = run.get("load_average")
-    if not la:
-        return "load not recorded"
-    return f"load {la['start'][0]:.1f} → {la['end'][0]:.1f}"
+    """'load a → b' (1-minute load average at start and end) or 'load not recorded' (``shared_cpu`` reads it), and
+    ', c of n cores busy' where the run recorded its CPU time (cores_busy)."""
+    la, busy = run.get("load_average"), cores_busy(run)
+    text = f"load {la['start'][0]:.1f} → {la['end'][0]:.1f}" if la else "load not recorded"
+    return text + (f", {busy:.1f} of {own_threads(run) or '?'} cores busy" if busy is not None else "")
 
 
 def own_threads(run):
@@ -555,6 +555,17 @@ def wall_note(run):
     if len(sittings) > 1:
         return f"{run['wall_seconds_all_sittings']:.0f} ({len(sittings)} sittings)"
     return f"{run['wall_seconds']:.0f}" + (" (resumed: last sitting only)" if resumed(run) else "")
+
+
+def cores_busy(run):
+    """The process's CPU time over its wall time, all sittings (common.cli.Sittings): about the core count for a run
+    alone on its machine, less when it was paused (SIGSTOP) or shared. None in files made before it was recorded."""
+    sittings = run.get("sittings") or []
+    if len(sittings) > 1:
+        cpu, wall = run.get("cpu_seconds_all_sittings"), run.get("wall_seconds_all_sittings")
+    else:
+        cpu, wall = run.get("cpu_seconds"), run.get("wall_seconds")
+    return cpu / wall if cpu is not None and wall else None
 
 
 def _interval(run):
@@ -606,8 +617,8 @@ def main_command_line(out=ROOT / "results"):
     when = ("measured while other jobs shared the CPU" if shared else
             f"the load was not recorded, but other committed runs ran at the same time ({', '.join(map(str, overlap))} "
             f"per seed, from the result files' finish and wall times), so the CPU was shared"
-            if "load not recorded" in loads and any(overlap) else
-            "the load was not recorded" if "load not recorded" in loads else
+            if any(n.startswith("load not recorded") for n in loads) and any(overlap) else
+            "the load was not recorded" if any(n.startswith("load not recorded") for n in loads) else
             "the machine's cores were not recorded" if any(shared_cpu(r) is None for r in runs) else
             "measured on a quiet machine")
     spread = (f"{duration(walls[0])}" if len(walls) == 1 else

@@ -379,6 +379,21 @@ def test_timing_rows_mark_a_resumed_run(tmp_path):
     assert "| 8600 (2 sittings) | 1 |" in row
 
 
+def test_load_note_gives_the_cores_a_run_kept_busy():
+    """CPU / wall over all sittings (common.cli.Sittings): a run paused half its time on 2 cores shows 1.0 of 2."""
+    env = {"cpu": {"cores": 2}}
+    one = _run(0, wall_seconds=1000.0, cpu_seconds=1000.0, environment=env, load_average={"start": [2.0], "end": [2.2]})
+    assert report.load_note(one) == "load 2.0 → 2.2, 1.0 of 2 cores busy"
+    two = _run(0, wall_seconds=100.0, cpu_seconds=100.0, environment=env,
+               sittings=[{"seconds": 900.0, "cpu_seconds": 1710.0}, {"seconds": 100.0, "cpu_seconds": 100.0}],
+               wall_seconds_all_sittings=1000.0, cpu_seconds_all_sittings=1810.0)
+    assert report.cores_busy(two) == pytest.approx(1.81)  # all sittings, not the last one's 1.0
+    two["cpu_seconds_all_sittings"] = 1500.0
+    assert report.load_note(two).endswith(", 1.5 of 2 cores busy")
+    old = _run(0, wall_seconds=100.0)  # made before CPU time was recorded
+    assert report.cores_busy(old) is None and "cores busy" not in report.load_note(old)
+
+
 def test_merge_tables_adds_each_tables_data_sets_to_the_method():
     t3 = {"A": {"mnist": {"acc": 0.9}}, "B": {"mnist": {"acc": 0.8}}}
     t4 = {"A": {"cifar10": {"acc": 0.5}}, "C": {"cifar10": {"acc": 0.4}}}

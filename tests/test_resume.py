@@ -182,6 +182,8 @@ def test_reproduce_killed_mid_run_resumes_to_the_same_result(tmp_path):
     assert len(ref["sittings"]) == 1 and len(got["sittings"]) == 2
     assert got["sittings"][0]["seconds"] > 0 and got["sittings"][1]["seconds"] == got["wall_seconds"]
     assert got["wall_seconds_all_sittings"] == pytest.approx(sum(s["seconds"] for s in got["sittings"]))
+    assert got["cpu_seconds_all_sittings"] == pytest.approx(sum(s["cpu_seconds"] for s in got["sittings"]))
+    assert got["sittings"][1]["cpu_seconds"] == got["cpu_seconds"] > 0 and got["sittings"][0]["cpu_seconds"] > 0
 
 
 def test_an_interrupted_sitting_lasts_to_its_last_heartbeat(tmp_path):
@@ -202,6 +204,25 @@ def test_an_interrupted_sitting_lasts_to_its_last_heartbeat(tmp_path):
     with cli.Sittings(folder) as third:
         assert [e["started"] for e in third.earlier] == [e["started"] for e in entries] + [second.entries[-1]["started"]]
         assert 0.4 <= third.earlier[0]["seconds"] <= 0.6 and third.earlier[1]["seconds"] == 0.0
+
+
+def test_a_sitting_records_its_cpu_time_not_its_pauses(tmp_path):
+    """cpu_seconds counts the process's CPU time: a busy sitting about its wall time, a sleeping (or SIGSTOPped)
+    one about none, and the next sitting reads both."""
+    from common import cli
+
+    folder = tmp_path / "run"
+    with cli.Sittings(folder, every=0.05):
+        end = time.perf_counter() + 0.5
+        while time.perf_counter() < end:
+            pass
+        time.sleep(0.1)  # a heartbeat after the busy part
+    with cli.Sittings(folder, every=0.05):
+        time.sleep(0.5)
+    with cli.Sittings(folder) as third:
+        (busy, idle) = third.earlier
+    assert 0.35 <= busy["cpu_seconds"] <= 0.75 and 0.5 <= busy["seconds"] <= 0.8
+    assert idle["cpu_seconds"] < 0.1 and 0.4 <= idle["seconds"] <= 0.6
 
 
 def _crash_after(monkeypatch, stops):
