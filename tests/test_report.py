@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from common import plots, report, results  # noqa: E402
+from conftest import ROOT  # noqa: E402
 
 
 def _run(seed=0, paper="decs", **extra):
@@ -665,3 +666,21 @@ def test_the_ablations_page_is_generated():
     assert report.PAGES["docs/ablations.md"] == ("ablations",)
     text = (report.ROOT / "docs" / "ablations.md").read_text()
     assert "<!-- ablations:start -->" in text and "`--set`" in text
+
+
+def test_cpu_estimate_scales_by_samples_pixels_and_dcss_phase1_by_k():
+    """A DCSS estimate for 2MNIST from a USPS benchmark: per-epoch work x (samples x pixels), and phase 1 (k optimiser
+    steps per batch) x k too; a DECS estimate from MNIST's test split: samples only (same 28x28 images)."""
+    from benchmarks import cpu_estimates as ce
+
+    usps = ce.estimate("dcss", "usps", "results/dcss/usps/benchmark_tensorflow_cpu.json", "usps")
+    two = ce.estimate("dcss", "2mnist", "results/dcss/usps/benchmark_tensorflow_cpu.json", "usps")
+    scale = (140000 * 784) / (9298 * 256)
+    assert two["stages_hours"]["pretrain"] == pytest.approx(usps["stages_hours"]["pretrain"] * scale)
+    assert two["stages_hours"]["phase 1"] == pytest.approx(usps["stages_hours"]["phase 1"] * scale * 2)
+    src = "results/decs/mnist-test/paper/seed1.json"
+    if not (ROOT / src).is_file():
+        pytest.skip(f"{src} not committed")
+    mt, fm = ce.estimate("decs", "mnist-test", src, "mnist-test"), ce.estimate("decs", "fmnist", src, "mnist-test")
+    assert fm["stages_hours"]["pretrain"] == pytest.approx(7 * mt["stages_hours"]["pretrain"])
+    assert fm["stages_hours"]["clustering"] == pytest.approx(mt["stages_hours"]["clustering"])  # same batches
