@@ -712,9 +712,13 @@ def test_phase1_fit_is_the_train_on_batch_loop_within_tolerance(kw):
             if not mine:
                 assert entry[f"loss_{role}"] is None and not set(rdc._ROLE_LOGS[role]) & set(entry)
                 continue
+            # a log that is a tiny part of its loss (adv, about 1e-4 of it) compares to 1e-5 of the loss as well: a CI
+            # run saw adv 3.423e-5 against 3.407e-5 (4e-7 of the loss) with the weights within the bound above
+            loss = abs(sum(n * logs["loss"] for n, logs in mine) / sum(n for n, _ in mine))
             for key in ("loss",) + rdc._ROLE_LOGS[role]:
                 mean = sum(n * logs[key] for n, logs in mine) / sum(n for n, _ in mine)
-                assert entry[key if key != "loss" else f"loss_{role}"] == pytest.approx(mean, rel=1e-3), (c, key)
+                assert entry[key if key != "loss" else f"loss_{role}"] == pytest.approx(mean, rel=1e-3, abs=1e-5 * loss), \
+                    (c, key)
                 told |= abs(mean - mine[-1][1][key]) > 1e-2 * abs(mean)  # a mean, not the last step (gaps 0.18-2.6)
     assert told
 
