@@ -560,11 +560,10 @@ def wall_note(run):
 def cores_busy(run):
     """The process's CPU time over its wall time, all sittings (common.cli.Sittings): about the core count for a run
     alone on its machine, less when it was paused (SIGSTOP) or shared. None in files made before it was recorded."""
-    sittings = run.get("sittings") or []
-    if len(sittings) > 1:
-        cpu, wall = run.get("cpu_seconds_all_sittings"), run.get("wall_seconds_all_sittings")
-    else:
-        cpu, wall = run.get("cpu_seconds"), run.get("wall_seconds")
+    # the pair of one scope (as verdict.wall reads it): a run resumed from a sitting that recorded no CPU time has a
+    # wall over all sittings but no CPU total, so None rather than its last sitting's CPU over every sitting's wall
+    scope = "_all_sittings" if "wall_seconds_all_sittings" in run else ""
+    cpu, wall = run.get("cpu_seconds" + scope), run.get("wall_seconds" + scope)
     return cpu / wall if cpu is not None and wall else None
 
 
@@ -752,13 +751,6 @@ def update_all(root=ROOT):
 DATA_RTOL = 1e-9  # relative tolerance on the float64 sums x_sum, x_sq
 
 
-def data_available(name):
-    """Whether data set ``name``'s files are on this machine (common.datasets.available); never downloads."""
-    from common import datasets
-
-    return datasets.available(name)
-
-
 def data_recipe(rec):
     """How the array behind a record's ``data`` fingerprint was made, as (kind, paper, dataset, subset_per_class):
     kind 'run' (common.cli.run_one: datasets.load, then datasets.subset(.., seed=0) when the profile sets
@@ -819,7 +811,7 @@ def fingerprint_mismatch(recorded, today, rtol=DATA_RTOL):
 def check_data(runs, load=None):
     """Today's data fingerprint of every (path, record) in ``runs`` that records one (``data``), by the recipe that
     wrote it (data_recipe), against the recorded one and the recorded ``n_samples``. ``load`` (name -> Dataset):
-    default datasets.load, for data sets whose files are here (data_available); each data set is loaded once, and a
+    default datasets.load, for data sets whose files are here (datasets.available); each data set is loaded once, and a
     DataError skips its records. Returns {"checked": [path], "mismatch": [(path, reason)], "skipped": [(path,
     reason)], "not_checked": [(path, reason)]}; mismatched records are also in "checked"."""
     from common import datasets
@@ -838,8 +830,8 @@ def check_data(runs, load=None):
     for name, _, path, rec, recipe in sorted(todo, key=lambda t: t[:2]):
         if loaded[0] != name:
             try:
-                if load is None and not data_available(name):
-                    raise datasets.DataError(f"{name}: files not here (common.datasets.find / needs_download)")
+                if load is None and not datasets.available(name):
+                    raise datasets.DataError(f"{name}: files not here (common.datasets.available)")
                 loaded = (name, (load or datasets.load)(name))
             except datasets.DataError as e:
                 loaded = (name, e)

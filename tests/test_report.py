@@ -393,6 +393,10 @@ def test_load_note_gives_the_cores_a_run_kept_busy():
     assert report.load_note(two).endswith(", 1.5 of 2 cores busy")
     old = _run(0, wall_seconds=100.0)  # made before CPU time was recorded
     assert report.cores_busy(old) is None and "cores busy" not in report.load_note(old)
+    # resumed from a sitting of older code: its CPU time is unknown, so no ratio (not the last sitting's CPU over all)
+    mixed = _run(0, wall_seconds=100.0, cpu_seconds=190.0, environment=env,
+                 sittings=[{"seconds": 900.0}, {"seconds": 100.0, "cpu_seconds": 190.0}], wall_seconds_all_sittings=1000.0)
+    assert report.cores_busy(mixed) is None
 
 
 def test_merge_tables_adds_each_tables_data_sets_to_the_method():
