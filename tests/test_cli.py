@@ -156,6 +156,38 @@ def seed_files(folder):
     return sorted(p.name for p in Path(folder).glob("seed*.json"))
 
 
+def test_run_one_counts_every_thread_cpu_and_no_sleep(tmp_path, monkeypatch):
+    """cpu_seconds is the process's CPU time over all threads (TensorFlow trains in its own threads): a method whose
+    work runs in a worker thread while the caller waits, then sleeps, records the worker's busy time and not the
+    sleep. Counting only the calling thread (time.thread_time) records about 0; counting wall time 0.9 s or more."""
+    import threading
+    import time as _time
+    from common import plots
+    from papers import decs
+
+    def spin(seconds):  # its own CPU time, not wall time: a busy machine slows it but does not shorten it
+        end = _time.thread_time() + seconds
+        while _time.thread_time() < end:
+            pass
+
+    def busy_run(data, config, seed, cache_dir=None, verbose=1):
+        worker = threading.Thread(target=spin, args=(0.6,))
+        worker.start()
+        worker.join()
+        _time.sleep(0.3)
+        return {"labels": data.y, "embedding": data.x.reshape(len(data.x), -1)[:, :2],
+                "centers": np.zeros((data.n_clusters, 2), "float32"), "history": {}}
+
+    monkeypatch.setattr(decs, "run", busy_run)
+    monkeypatch.setattr(plots, "run_figures", lambda *a, **k: None)
+    assert cli.main(["decs", "--data", str(blobs_file(tmp_path)), "--out", str(tmp_path / "out"),
+                     "--profile", "smoke"]) == 0
+    got = json.loads((tmp_path / "out" / "decs" / "blobs" / "smoke" / "seed0.json").read_text())
+    assert got["wall_seconds"] >= 0.9
+    assert 0.55 <= got["cpu_seconds"] <= 0.85 and got["cpu_seconds"] <= got["wall_seconds"] - 0.2
+    assert got["cpu_seconds_all_sittings"] == got["cpu_seconds"] and len(got["sittings"]) == 1
+
+
 def test_default_is_the_paper_profile_seed_0(tmp_path, monkeypatch, capsys, stub_run):
     from papers import decs
 
