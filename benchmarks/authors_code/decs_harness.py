@@ -1,5 +1,5 @@
-"""Run the DECS authors' own code (ChengZhanwen/DECS, an unmodified tree made by setup_decs.sh) on USPS
-through their entry point run_exp.py, and write a provenance JSON with the final-iterate metrics.
+"""Run the DECS authors' own code (ChengZhanwen/DECS, an unmodified tree made by setup_decs.sh) on USPS or MNIST's
+test split through their entry point run_exp.py, and write a provenance JSON with the final-iterate metrics.
 
 Nothing here changes what their code computes. The harness only
   * replaces their seed.set_seed (which imports torch, absent from their stated requirements, hard-codes 2333 and
@@ -11,7 +11,13 @@ Nothing here changes what their code computes. The harness only
   * after their fit() returns, predicts q with the final weights and takes argmax q: the labels of the LAST
     iterate. Their fit() returns the labels of the last evaluation (iteration floor((maxiter-1)/30)*30), which
     their main.py prints as "Final" and run_exp.py writes to results.csv; the JSON keeps both, plus their
-    label-picked "Best" (max ACC over evaluations), which is labelled as such and is not the result.
+    label-picked "Best" (max ACC over evaluations), which is labelled as such and is not the result;
+  * for --dataset mnist-test, replaces Keras' mnist.load_data (a download, unreachable here) by a reader of the
+    same four MNIST IDX files under $CLUSTER_DATA_DIR/mnist (their load_mnist_test keeps the test split);
+  * with --stage-dir, keeps the pre-trained autoencoder (their ae_weights.h5) and its records there, so that a
+    run cut after pre-training resumes at the clustering stage: a later sitting hands the weights to their
+    train() as args.pretrained_weights (their own option). With --stage-dir the RNGs are re-seeded with --seed
+    when the clustering stage starts, in every sitting, so a resumed run draws what an uncut one draws.
 """
 import argparse
 import csv
@@ -29,6 +35,8 @@ import numpy as np
 
 p = argparse.ArgumentParser()
 p.add_argument("--seed", type=int, required=True)
+p.add_argument("--dataset", default="usps", choices=("usps", "mnist-test"))
+p.add_argument("--stage-dir", default=None, help="keep/resume the pre-trained autoencoder here (see docstring)")
 p.add_argument("--ae-epochs", type=int, default=100)
 p.add_argument("--maxiter", type=int, default=4000)
 p.add_argument("--out-json", required=True)
@@ -57,6 +65,30 @@ def _set_seed(seed=2333):  # run_exp.py calls set_seed() with its default 2333; 
 seed_stub.set_seed = _set_seed
 sys.modules["seed"] = seed_stub
 
+# --- MNIST: their loader calls Keras' mnist.load_data (a download); the same arrays from the local IDX files --------
+DATA_FILES = {}
+if a.dataset == "mnist-test":
+    import gzip
+
+    MNIST_DIR = os.path.join(os.environ.get("CLUSTER_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "..",
+                                                                           "..", "shared", "data")), "mnist")
+
+    def _idx(name):
+        path = os.path.join(MNIST_DIR, name)
+        raw = open(path, "rb").read()
+        DATA_FILES[name] = hashlib.sha256(raw).hexdigest()
+        raw = gzip.decompress(raw)
+        ndim = raw[3]
+        shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+    def _load_data(path="mnist.npz"):
+        return ((_idx("train-images-idx3-ubyte.gz"), _idx("train-labels-idx1-ubyte.gz")),
+                (_idx("t10k-images-idx3-ubyte.gz"), _idx("t10k-labels-idx1-ubyte.gz")))
+
+    import tensorflow.keras.datasets.mnist as _keras_mnist  # noqa: E402  (the module their loader imports from)
+    _keras_mnist.load_data = _load_data
+
 # --- their modules, imported from their unmodified tree -------------------------------------------------------
 sys.path.insert(0, a.code_dir)
 os.makedirs(a.workdir, exist_ok=True)
@@ -64,6 +96,10 @@ if not os.path.exists(os.path.join(a.workdir, "data")):
     os.symlink(os.path.join(a.code_dir, "data"), os.path.join(a.workdir, "data"))
 os.chdir(a.workdir)  # run_exp.py writes results/temp/... and load_usps reads ./data/usps relative to the cwd
 import FcDEC as fcmod  # noqa: E402
+import main as mainmod  # noqa: E402  (run_exp.py's "from main import train" then finds the wrapper below)
+
+STAGE = os.path.abspath(a.stage_dir) if a.stage_dir else None
+RESUMED = bool(STAGE) and os.path.exists(os.path.join(STAGE, "pretrain.json"))
 
 R = {"epochs": [], "iter_end": [], "evals": []}
 S = {"in_fit": False, "n_iter": 0}
@@ -100,6 +136,17 @@ def _pretrain(self, *args, **kw):
 
 fcmod.FcDEC.pretrain = _pretrain
 
+_orig_train = mainmod.train
+
+
+def _train(args):
+    if RESUMED:  # their own option: load the autoencoder instead of pre-training it
+        args.pretrained_weights = os.path.join(STAGE, "ae_weights.h5")
+    return _orig_train(args)
+
+
+mainmod.train = _train
+
 _orig_tob = fcmod.FcDEC.train_on_batch
 
 
@@ -130,6 +177,18 @@ _orig_fit = fcmod.FcDEC.fit
 
 
 def _fit(self, x, y=None, *args, **kw):
+    if STAGE:
+        if not RESUMED:  # keep the pre-training for a later sitting
+            import shutil
+
+            os.makedirs(STAGE, exist_ok=True)
+            shutil.copy(os.path.join(TRIAL, "ae_weights.h5"), os.path.join(STAGE, "ae_weights.h5"))
+            shutil.copy(os.path.join(TRIAL, "pretrain_log.csv"), os.path.join(STAGE, "pretrain_log.csv"))
+            with open(os.path.join(STAGE, "pretrain.json"), "w") as f:
+                json.dump({"epochs": R["epochs"], "pretrain_s": R["pretrain_s"], "date_utc_start": DATE_START,
+                           "date_utc_end": subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip(),
+                           "seed": a.seed, "ae_epochs": a.ae_epochs, "dataset": a.dataset}, f)
+        tf.keras.utils.set_random_seed(a.seed)  # the same draws in an uncut and a resumed run
     S["in_fit"] = True
     t0 = time.time()
     y_last_eval = _orig_fit(self, x, y, *args, **kw)
@@ -147,7 +206,8 @@ def _fit(self, x, y=None, *args, **kw):
 fcmod.FcDEC.fit = _fit
 
 # --- their entry point, with the budget flags -----------------------------------------------------------------
-argv = ["run_exp.py", "--dataset", "usps", "--trials", "1",
+TRIAL = os.path.join(a.workdir, "results", "temp", "DECS", a.dataset, "trial0")
+argv = ["run_exp.py", "--dataset", a.dataset, "--trials", "1",
         "--pretrain-epochs", str(a.ae_epochs), "--maxiter", str(a.maxiter)]
 sys.argv = argv
 t_run = time.time()
@@ -175,10 +235,13 @@ out_dir = os.path.dirname(os.path.abspath(a.out_json))
 stem = os.path.splitext(os.path.basename(a.out_json))[0]
 np.save(os.path.join(out_dir, stem + "_labels_final.npy"), R["y_final"].astype(np.int16))
 
-trial = os.path.join(a.workdir, "results", "temp", "DECS", "usps", "trial0")
-with open(os.path.join(trial, "log.csv")) as f:
+if RESUMED:  # this sitting loaded the autoencoder: its pre-training records are the earlier sitting's
+    stage = json.load(open(os.path.join(STAGE, "pretrain.json")))
+    assert (stage["seed"], stage["ae_epochs"], stage["dataset"]) == (a.seed, a.ae_epochs, a.dataset), stage
+    R["epochs"], R["pretrain_s"] = stage["epochs"], stage["pretrain_s"]
+with open(os.path.join(TRIAL, "log.csv")) as f:
     log = [{kk: float(v) for kk, v in row.items()} for row in csv.DictReader(f)]
-with open(os.path.join(trial, "pretrain_log.csv")) as f:
+with open(os.path.join(STAGE if RESUMED else TRIAL, "pretrain_log.csv")) as f:
     ae_loss = [float(row["loss"]) for row in csv.DictReader(f)]
 best = None
 for row in log:  # their rule: strictly greater ACC updates the best (first maximum wins)
@@ -197,7 +260,9 @@ timing = {
     "total_s": total_s,
     "pretrain_s": R["pretrain_s"],
     "cluster_s": R["cluster_s"],
-    "other_s (data loading, model build, run_exp logging)": total_s - R["pretrain_s"] - R["cluster_s"],
+    "other_s (data loading, model build, run_exp logging)": total_s - (0 if RESUMED else R["pretrain_s"])
+    - R["cluster_s"],
+    "pretrain_in_earlier_sitting": RESUMED,
     "ae_epoch_train_s": [e["train_s"] for e in ep],
     "ae_epoch_train_s_mean_excl_first": float(np.mean([e["train_s"] for e in ep[1:]])) if len(ep) > 1 else None,
     "ae_epoch_first_s (includes tracing)": ep[0]["train_s"] if ep else None,
@@ -222,7 +287,7 @@ with open(a.patch_file, "rb") as f:
     patch_sha1 = hashlib.sha1(f.read()).hexdigest()
 result = {
     "method": "DECS (authors' code)",
-    "dataset": "usps",
+    "dataset": a.dataset,
     "n_samples": int(y.size),
     "seed": a.seed,
     "budget": {"ae_epochs": a.ae_epochs, "cluster_iterations": a.maxiter, "batch_size": 256,
@@ -252,7 +317,17 @@ result = {
                       "the mirror) decompressed from their own usps_train.jf.gz; git blob hash checked equal "
                       "to the commit's b0dc6f3f67690937f6dff9640331b67d2070a7e2.",
         "runtime_substitution": "seed.set_seed replaced: seeds random/NumPy/TensorFlow with --seed "
-                                "(theirs imports torch, fixes 2333, never seeds TF).",
+                                "(theirs imports torch, fixes 2333, never seeds TF)."
+                                + (" Keras' mnist.load_data replaced by a reader of the MNIST IDX files named in "
+                                   "data_files (their mnist-test loader keeps its test split)."
+                                   if a.dataset == "mnist-test" else "")
+                                + (" --stage-dir: the RNGs are re-seeded with --seed when the clustering stage "
+                                   "starts." if STAGE else "")
+                                + (" This sitting loaded the autoencoder the earlier sitting pre-trained "
+                                   "(their args.pretrained_weights); the pre-training records are that sitting's."
+                                   if RESUMED else ""),
+        "data_files": {"directory": MNIST_DIR, "sha256": DATA_FILES} if a.dataset == "mnist-test" else None,
+        "stage_dir": STAGE,
         "command": a.command,
         "authors_equivalent_command": "cd DECS && python " + " ".join(argv),
         "harness": os.path.abspath(__file__),
