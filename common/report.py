@@ -887,10 +887,28 @@ def data_check_main(out=ROOT / "results", load=None):
         for reason, n in sorted(collections.Counter(r for _, r in res[kind]).items()):
             print(f"{kind.replace('_', ' ')}: {n} file{'s' if n > 1 else ''}: {reason}")
     without = sum(1 for _, r in records if "seed" in r and not isinstance(r.get("data"), dict))
-    print(f"data fingerprints: {len(res['checked'])} checked ({len(res['mismatch'])} mismatched), "
+    ignored = git_ignored(out, res["checked"])
+    print(f"data fingerprints: {len(res['checked'])} checked ({len(res['mismatch'])} mismatched"
+          + (f"; {len(ignored)} of them in git-ignored folders, e.g. smoke outputs" if ignored else "") + "), "
           f"{len(res['skipped'])} skipped (data not here), {len(res['not_checked'])} not checked; "
           f"{without} files with a seed record no fingerprint")
     return 1 if res["mismatch"] else 0
+
+
+def git_ignored(folder, paths):
+    """The ``paths`` that git ignores in the repository holding ``folder`` (none outside a repository): result files
+    of the work tree that a clean checkout does not have, so that counts can say what is committed."""
+    import subprocess
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        return []
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "check-ignore", "--stdin"], input="\n".join(paths),
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return out.stdout.splitlines() if out.returncode == 0 else []
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 common.baselines) against today's loaders. Synthetic records on a fake loader (the right recipe passes; a changed sum,
 square sum, shape, subset or sample count is flagged, each for its own reason), and the committed results/."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +162,23 @@ def test_committed_results_match_todays_loaders(name):
     res = report.check_data(runs)
     assert res["mismatch"] == [] and res["skipped"] == [] and res["not_checked"] == []
     assert len(res["checked"]) == len(runs)
+
+
+def test_command_line_counts_the_checked_files_git_ignores(tmp_path, capsys):
+    """In a repository whose .gitignore names the smoke folders (as ours does), the summary says how many of the
+    checked files a clean checkout lacks; outside a repository it says nothing of it (the test above)."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("*/*/smoke/\n")
+    good = run_record(smoke_x())
+    for rel in ("decs/usps/smoke/seed0.json", "decs/usps/smoke/seed1.json", "decs/usps/quick/seed0.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(good))
+    assert report.data_check_main(tmp_path, load=FakeLoader()) == 0
+    out = capsys.readouterr().out
+    assert "3 checked (0 mismatched; 2 of them in git-ignored folders, e.g. smoke outputs)" in out
+    assert sorted(Path(p).parent.name for p in report.git_ignored(tmp_path, [tmp_path / "decs/usps/quick/seed0.json",
+                                                                            tmp_path / "decs/usps/smoke/seed0.json"])) \
+        == ["smoke"]
+
