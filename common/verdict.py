@@ -57,9 +57,13 @@ def wall(run):
 
 def median_wall(runs, device_prefix=None):
     """Median wall seconds per seed of ``runs`` (only those whose environment.device starts with
-    ``device_prefix``, e.g. 'cpu', when given), None without a measurement."""
+    ``device_prefix``, e.g. 'cpu', when given), None without a measurement. The runs made in one sitting, when there
+    are any: a run resumed across sittings also carries what each cut cost (work redone since the last checkpoint,
+    pauses in the sittings before it), so it times the queue rather than the method (docs/timings.md lists all)."""
     device = lambda r: str((r.get("environment") or {}).get("device", ""))  # noqa: E731
-    walls = [wall(r) for r in runs if wall(r) and (device_prefix is None or device(r).startswith(device_prefix))]
+    timed = [r for r in runs if wall(r) and (device_prefix is None or device(r).startswith(device_prefix))]
+    whole = [r for r in timed if len(r.get("sittings") or ()) <= 1]
+    walls = [wall(r) for r in (whole or timed)]
     return float(np.median(walls)) if walls else None
 
 

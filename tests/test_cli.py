@@ -281,6 +281,20 @@ def test_estimate_line_says_where_it_was_measured():
     assert "~2 min (median of 1 committed run;" in cli.estimate_line(runs + gpu, "gpu:H100", cpu)
 
 
+def test_time_per_seed_prefers_runs_made_in_one_sitting():
+    """A run resumed across sittings carries its cuts (redone work, pauses): the median takes the runs made in one
+    sitting when there are any, and every run otherwise."""
+    cpu = {"device": "cpu:2 cores"}
+    one = {"wall_seconds": 8572.0, "sittings": [{"seconds": 8572.0}], "environment": cpu}
+    cut = {"wall_seconds": 6503.0, "wall_seconds_all_sittings": 17287.0, "environment": cpu,
+           "sittings": [{"seconds": 680.0}, {"seconds": 60.0}, {"seconds": 10044.0}, {"seconds": 6503.0}]}
+    old = {"wall_seconds": 9000.0, "environment": cpu}  # written before sittings were recorded: one sitting
+    assert verdict.median_wall([one, cut]) == 8572.0
+    assert verdict.median_wall([one, cut, old]) == 8786.0
+    assert verdict.median_wall([cut]) == 17287.0  # no run of one sitting: the resumed ones, every sitting counted
+    assert verdict.median_wall([cut, {**one, "environment": {"device": "gpu:H100"}}], "cpu") == 17287.0
+
+
 def test_status_reads_committed_results(tmp_path):
     folder = tmp_path / "dekm" / "usps" / "paper"
     folder.mkdir(parents=True)
