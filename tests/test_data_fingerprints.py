@@ -170,14 +170,16 @@ def test_command_line_counts_the_checked_files_git_ignores(tmp_path, capsys):
     import subprocess
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / ".gitignore").write_text("*/*/smoke/\n")
+    (tmp_path / ".gitignore").write_text("*/*/smoke/\n*/*/scratch/\n")
     good = run_record(smoke_x())
-    for rel in ("decs/usps/smoke/seed0.json", "decs/usps/smoke/seed1.json", "decs/usps/quick/seed0.json"):
+    # git's rules, not the word "smoke": a scratch folder is ignored too, and smoke/ at another depth is not
+    for rel in ("decs/usps/smoke/seed0.json", "decs/usps/smoke/seed1.json", "decs/usps/quick/seed0.json",
+                "decs/usps/scratch/seed0.json", "decs/usps/scratch/seed1.json", "decs/smoke/seed0.json"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(json.dumps(good))
     assert report.data_check_main(tmp_path, load=FakeLoader()) == 0
     out = capsys.readouterr().out
-    assert "3 checked (0 mismatched; 2 of them in git-ignored folders, e.g. smoke outputs)" in out
+    assert "6 checked (0 mismatched; 4 of them in git-ignored folders, e.g. smoke outputs)" in out
     assert sorted(Path(p).parent.name for p in report.git_ignored(tmp_path, [tmp_path / "decs/usps/quick/seed0.json",
                                                                             tmp_path / "decs/usps/smoke/seed0.json"])) \
         == ["smoke"]
